@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: creates/refreshes .venv, installs what the project needs,
+# then runs the main job (`demo`) or the test suite (`test`).
+#   bash scripts/dev.sh demo [marl-ros swarm args...]
+#   bash scripts/dev.sh test [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/.venv"
+py="$venv/bin/python"
+
+setup_env() {
+  if [ ! -x "$py" ]; then
+    echo "[setup] creating virtual environment in .venv"
+    python3 -m venv "$venv"
+  fi
+  # Reinstall only when the install inputs changed; a stamp keeps repeat runs fast.
+  local stamp="$venv/.setup-stamp" want
+  want=$(cat setup.py setup.cfg package.xml scripts/dev.sh | sha256sum | cut -d' ' -f1)-${ROS_DISTRO:-pypi-ros}
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return
+  fi
+  echo "[setup] installing dependencies (first run takes a few minutes)"
+  "$py" -m pip install -q --disable-pip-version-check --upgrade pip
+  # torch first and pinned: anything that depends on torch must find it already satisfied,
+  # otherwise pip resolves the newest CUDA build (several GB).
+  "$py" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+  if [ -z "${ROS_DISTRO:-}" ]; then
+    # No ROS 2 distribution sourced: the ROS 2 client libraries come as PyPI wheels.
+    "$py" -m pip install -q --disable-pip-version-check \
+      ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-geometry-msgs ros-nav-msgs \
+      ros-sensor-msgs ros-visualization-msgs ros-lifecycle-msgs ros-ament-index-python
+  fi
+  "$py" -m pip install -q --disable-pip-version-check -e ".[train,test]"
+  echo "$want" > "$stamp"
+}
+
+cmd=${1:-demo}
+shift || true
+setup_env
+export PATH="$venv/bin:$PATH"
+case "$cmd" in
+  demo)
+    exec "$py" -m marl_ros.cli demo "$@"
+    ;;
+  test)
+    "$py" -m ruff check .
+    exec "$py" -m pytest -q "$@"
+    ;;
+  *)
+    echo "usage: bash scripts/dev.sh {demo|test} [args...]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,52 @@
+"""ament_python package for marl_ros: the Python library and the ROS 2 nodes in one install."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "marl_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=["marl_ros", "marl_ros.*", "sim", "sim.*", "policies", "policies.*"]),
+    package_data={
+        "sim": ["assets/*.urdf", "*.yaml"],
+        "policies": ["configs/*.yaml", "zoo/*/*"],
+    },
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/assets", glob("sim/assets/*.urdf")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pyyaml>=6",
+        "gymnasium>=1.0",
+        "pettingzoo>=1.24",
+        "pybullet>=3.2.5",
+        "matplotlib>=3.7",
+        "rich>=13",
+        "onnxruntime>=1.17",
+    ],
+    extras_require={
+        # torch is pinned: an open range pulls several GB of CUDA wheels.
+        "train": ["torch==2.13.0", "tensorboard>=2.14", "onnx>=1.16", "onnxscript>=0.1", "imageio>=2.30"],
+        "test": ["pytest>=7", "ruff>=0.5"],
+    },
+    zip_safe=True,
+    maintainer="marl_ros developers",
+    maintainer_email="marl-ros@example.org",
+    description="Cooperative multi-agent RL for drone swarms: PyBullet training, ONNX export, ROS 2 deployment.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "marl-ros = marl_ros.cli:main",
+        ],
+    },
+)

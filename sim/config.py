@@ -1,0 +1,253 @@
+"""Scenario configurations: one validated, frozen dataclass per scenario.
+
+The configuration is part of the sim-to-real contract: the observation an agent
+builds depends on it (field size, footprint, communication radius, neighbours K,
+patch size), so the deployed node rebuilds the same object from a policy bundle.
+numpy-free and dependency-free on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+CONTROL_HZ = 48.0
+"""Rate of the onboard velocity controller; the policy rate must divide it."""
+
+VALID_POLICY_HZ = tuple(CONTROL_HZ / k for k in range(1, 49) if (CONTROL_HZ / k).is_integer())
+
+ACTION_MODES = ("continuous", "discrete")
+
+# Discrete action set: index -> unit (vx, vy, vz) direction, scaled by the velocity limits.
+# 0 hovers; 1-8 fly horizontally (E, NE, N, NW, W, SW, S, SE); 9 climbs; 10 descends.
+DISCRETE_ACTIONS = (
+    ("hover", (0.0, 0.0, 0.0)),
+    ("east", (1.0, 0.0, 0.0)),
+    ("north_east", (math.sqrt(0.5), math.sqrt(0.5), 0.0)),
+    ("north", (0.0, 1.0, 0.0)),
+    ("north_west", (-math.sqrt(0.5), math.sqrt(0.5), 0.0)),
+    ("west", (-1.0, 0.0, 0.0)),
+    ("south_west", (-math.sqrt(0.5), -math.sqrt(0.5), 0.0)),
+    ("south", (0.0, -1.0, 0.0)),
+    ("south_east", (math.sqrt(0.5), -math.sqrt(0.5), 0.0)),
+    ("up", (0.0, 0.0, 1.0)),
+    ("down", (0.0, 0.0, -1.0)),
+)
+
+
+class ConfigError(ValueError):
+    """A scenario parameter outside its valid range; the message names it and the fix."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    """Parameters every drone-swarm scenario shares.
+
+    Distances in metres, speeds in m/s, ENU frame, field origin at (0, 0).
+    """
+
+    num_drones: int = 4
+    action_mode: str = "continuous"
+    policy_hz: float = 8.0
+    max_steps: int = 100
+    # Velocity-setpoint limits: a continuous action in [-1, 1] is scaled by these.
+    vxy: float = 2.0
+    vz: float = 1.0
+    yaw_rate: float = 1.5
+    # What a drone can hear: neighbours within comm_radius, the K nearest of them.
+    comm_radius: float = 1.5
+    num_neighbours: int = 3
+    # Geofence: the field in x/y and this altitude band in z.
+    altitude_min: float = 0.5
+    altitude_max: float = 1.5
+    start_altitude: float = 1.0
+    collision_distance: float = 0.3
+    collision_penalty: float = 0.05
+    geofence_penalty: float = 0.05
+    # Simulation options (do not change the observation).
+    drag: bool = False
+    ground_effect: bool = False
+    sensor_noise: float = 0.0
+    actuation_delay: int = 0
+    randomize: float = 0.0
+    gui: bool = False
+
+    scenario = "base"
+    # Fields that do not change what an agent observes; they stay out of the observation hash.
+    SIM_ONLY = (
+        "action_mode", "max_steps", "collision_penalty", "geofence_penalty", "drag",
+        "ground_effect", "sensor_noise", "actuation_delay", "randomize", "gui",
+        "collision_distance", "start_altitude", "yaw_rate",
+    )
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def field_size(self) -> tuple[float, float]:
+        """Extent of the field in metres (x, y)."""
+        raise NotImplementedError
+
+    @property
+    def start_spacing(self) -> float:
+        """Minimum distance between drones at reset: twice the near-collision distance."""
+        return max(2.0 * self.collision_distance, 0.2)
+
+    def start_capacity(self) -> int:
+        """How many drones fit in the field at start spacing (one per grid spot)."""
+        fx, fy = self.field_size
+        s = self.start_spacing
+        return max(int(fx / s), 0) * max(int(fy / s), 0)
+
+    # -- validation -------------------------------------------------------------------------
+    def _validate(self) -> None:
+        _require(isinstance(self.num_drones, int) and self.num_drones >= 1,
+                 f"num_drones must be an integer >= 1 (got {self.num_drones!r}).")
+        _require(self.action_mode in ACTION_MODES,
+                 f"action_mode must be one of {', '.join(ACTION_MODES)} (got {self.action_mode!r}).")
+        _require(any(abs(self.policy_hz - v) < 1e-9 for v in VALID_POLICY_HZ),
+                 f"policy_hz must divide the {CONTROL_HZ:g} Hz controller rate, one of "
+                 f"{', '.join(f'{v:g}' for v in VALID_POLICY_HZ)} (got {self.policy_hz!r}).")
+        _require(isinstance(self.max_steps, int) and self.max_steps >= 1,
+                 f"max_steps must be an integer >= 1 (got {self.max_steps!r}).")
+        for name in ("vxy", "vz", "yaw_rate", "comm_radius", "collision_distance"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and math.isfinite(value) and value > 0,
+                     f"{name} must be a finite number > 0 (got {value!r}).")
+        _require(isinstance(self.num_neighbours, int) and 0 <= self.num_neighbours,
+                 f"num_neighbours must be an integer >= 0 (got {self.num_neighbours!r}).")
+        _require(0.0 < self.altitude_min < self.altitude_max,
+                 f"altitude band must satisfy 0 < altitude_min < altitude_max "
+                 f"(got {self.altitude_min!r}, {self.altitude_max!r}).")
+        _require(self.altitude_min <= self.start_altitude <= self.altitude_max,
+                 f"start_altitude must lie in [altitude_min, altitude_max] = "
+                 f"[{self.altitude_min}, {self.altitude_max}] (got {self.start_altitude!r}).")
+        for name in ("collision_penalty", "geofence_penalty", "sensor_noise", "randomize"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and math.isfinite(value) and value >= 0,
+                     f"{name} must be a finite number >= 0 (got {value!r}).")
+        _require(self.randomize < 1.0, f"randomize must be in [0, 1) (got {self.randomize!r}).")
+        _require(isinstance(self.actuation_delay, int) and self.actuation_delay >= 0,
+                 f"actuation_delay must be an integer >= 0 control ticks (got {self.actuation_delay!r}).")
+
+    def _validate_capacity(self) -> None:
+        capacity = self.start_capacity()
+        _require(self.num_drones <= capacity,
+                 f"num_drones={self.num_drones} is more than the field can hold at "
+                 f"{self.start_spacing:.2f} m spacing (at most {capacity}); enlarge the field "
+                 f"or use fewer drones.")
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, **dataclasses.asdict(self)}
+
+    def observation_params(self) -> dict[str, Any]:
+        """The parameters the observation depends on (what a policy bundle must match)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.SIM_ONLY}
+
+
+@dataclass(frozen=True)
+class CoverageConfig(SwarmConfig):
+    """Sweep a W x H grid of cells with a downward footprint of F x F cells per drone."""
+
+    width: int = 20
+    height: int = 20
+    cell_size: float = 0.25
+    footprint: int = 3
+    patch_size: int = 9
+    summary_size: int = 5
+
+    scenario = "coverage"
+
+    @property
+    def field_size(self) -> tuple[float, float]:
+        return (self.width * self.cell_size, self.height * self.cell_size)
+
+    def _validate(self) -> None:
+        super()._validate()
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 2,
+                     f"{name} must be an integer number of cells >= 2 (got {value!r}).")
+        _require(isinstance(self.cell_size, int | float) and self.cell_size > 0,
+                 f"cell_size must be a number of metres > 0 (got {self.cell_size!r}).")
+        _require(isinstance(self.footprint, int) and self.footprint >= 1 and self.footprint % 2 == 1,
+                 f"footprint must be an odd integer >= 1 cells (got {self.footprint!r}).")
+        _require(self.footprint <= min(self.width, self.height),
+                 f"footprint={self.footprint} is larger than the field "
+                 f"({self.width} x {self.height} cells); use footprint <= {min(self.width, self.height)}.")
+        _require(isinstance(self.patch_size, int) and self.patch_size >= 1 and self.patch_size % 2 == 1,
+                 f"patch_size must be an odd integer >= 1 cells (got {self.patch_size!r}).")
+        _require(isinstance(self.summary_size, int)
+                 and 1 <= self.summary_size <= min(self.width, self.height),
+                 f"summary_size must be an integer in [1, {min(self.width, self.height)}] "
+                 f"(got {self.summary_size!r}).")
+        self._validate_capacity()
+
+
+@dataclass(frozen=True)
+class SpreadConfig(SwarmConfig):
+    """Cooperative navigation: N drones, N landmarks, cover every landmark."""
+
+    arena_size: float = 4.0
+    landmark_altitude: float = 1.0
+    max_steps: int = 50
+
+    scenario = "spread"
+
+    @property
+    def field_size(self) -> tuple[float, float]:
+        return (self.arena_size, self.arena_size)
+
+    @property
+    def num_landmarks(self) -> int:
+        return self.num_drones
+
+    def _validate(self) -> None:
+        super()._validate()
+        _require(isinstance(self.arena_size, int | float) and self.arena_size > 0,
+                 f"arena_size must be a number of metres > 0 (got {self.arena_size!r}).")
+        _require(self.altitude_min <= self.landmark_altitude <= self.altitude_max,
+                 f"landmark_altitude must lie in [altitude_min, altitude_max] = "
+                 f"[{self.altitude_min}, {self.altitude_max}] (got {self.landmark_altitude!r}).")
+        self._validate_capacity()
+
+
+SCENARIOS: dict[str, type[SwarmConfig]] = {"coverage": CoverageConfig, "spread": SpreadConfig}
+
+
+def make_config(name: str, **params: Any) -> SwarmConfig:
+    """Build a validated config; unknown scenarios or parameters get one clear sentence."""
+    if name not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {name!r}; choose one of: {', '.join(sorted(SCENARIOS))}.")
+    cls = SCENARIOS[name]
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ConfigError(f"unknown parameter {unknown[0]!r} for scenario {name!r}; "
+                          f"valid parameters: {', '.join(sorted(valid))}.")
+    return cls(**params)
+
+
+def config_from_dict(data: dict[str, Any]) -> SwarmConfig:
+    """Inverse of `SwarmConfig.to_dict` (used when loading policy bundles)."""
+    data = dict(data)
+    name = data.pop("scenario", None)
+    if name is None:
+        raise ConfigError("configuration has no 'scenario' entry; add scenario: coverage|spread.")
+    return make_config(name, **data)
+
+
+__all__ = [
+    "ACTION_MODES", "CONTROL_HZ", "ConfigError", "CoverageConfig", "DISCRETE_ACTIONS",
+    "SCENARIOS", "SpreadConfig", "SwarmConfig", "VALID_POLICY_HZ", "config_from_dict",
+    "make_config",
+]

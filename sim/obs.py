@@ -1,0 +1,283 @@
+"""The observation contract: what one drone knows, turned into its policy input.
+
+Pure numpy, no simulator objects in any signature. The simulator calls these
+functions for every agent of every environment at once (leading batch
+dimensions), and the ROS agent node calls the very same functions on the states
+it received over ROS. Never a second implementation.
+
+What a drone knows:
+- its own position and velocity (ENU, metres, m/s);
+- states of other drones it *heard*: only those within the communication radius
+  (the caller passes everything it received plus a validity mask; the radius
+  filter is applied here);
+- coverage: its own belief map, the cells it covered plus the footprints of
+  neighbours it heard, updated with `update_belief` once per policy tick;
+- spread: the landmark positions (the task definition).
+
+Belief maps are int8 arrays padded by a border so that egocentric patches never
+index outside, stored as the policy sees them: 1 = still to cover, 0 = covered,
+-1 = outside the field. Create them with `new_belief`; read the interior with
+`belief_interior`; test cells with `COVERED`/`TO_COVER`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from sim.config import CoverageConfig, SpreadConfig, SwarmConfig
+
+OBS_DTYPE = np.float32
+TO_COVER, COVERED, OUTSIDE = 1, 0, -1  # belief cell values
+NEIGHBOUR_FEATURES = 7  # relative position (3), relative velocity (3), present flag (1)
+
+
+# ----------------------------------------------------------------------------------------
+# Layout and its hash
+# ----------------------------------------------------------------------------------------
+def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
+    """Named fields of the observation vector, in order, with their sizes."""
+    layout = [
+        ("own_position", 3),  # field-normalised to [-1, 1] (x, y), altitude band to [-1, 1] (z)
+        ("own_velocity", 3),  # divided by the velocity limits
+        ("neighbours", cfg.num_neighbours * NEIGHBOUR_FEATURES),  # K nearest heard, nearest first
+    ]
+    if isinstance(cfg, CoverageConfig):
+        layout += [
+            ("belief_patch", cfg.patch_size * cfg.patch_size),  # egocentric, 1 = still to cover
+            ("belief_summary", cfg.summary_size * cfg.summary_size),  # fraction uncovered per block
+        ]
+    elif isinstance(cfg, SpreadConfig):
+        layout += [("landmarks", cfg.num_landmarks * 3)]  # relative positions / arena size
+    return layout
+
+
+def observation_size(cfg: SwarmConfig) -> int:
+    return sum(size for _, size in observation_layout(cfg))
+
+
+def observation_hash(cfg: SwarmConfig) -> str:
+    """A short hash of the layout and every parameter the observation depends on.
+
+    A policy bundle stores it; a node recomputes it from its own configuration and
+    refuses to run a policy trained on a different observation.
+    """
+    payload = {"layout": observation_layout(cfg), "params": cfg.observation_params(),
+               "version": 1}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------
+# Hearing neighbours
+# ----------------------------------------------------------------------------------------
+def heard_mask(own_pos: np.ndarray, other_pos: np.ndarray, other_valid: np.ndarray | None,
+               comm_radius: float) -> np.ndarray:
+    """Which of the other drones this drone hears: valid and within the radius. (..., M) bool."""
+    dist = np.linalg.norm(other_pos - own_pos[..., None, :], axis=-1)
+    heard = dist <= comm_radius
+    if other_valid is not None:
+        heard &= other_valid
+    return heard
+
+
+def nearest_neighbours(own_pos: np.ndarray, own_vel: np.ndarray, other_pos: np.ndarray,
+                       other_vel: np.ndarray, heard: np.ndarray, cfg: SwarmConfig) -> np.ndarray:
+    """Features of the K nearest heard neighbours, nearest first, zero-padded.
+
+    Returns (..., K, 7): relative position / comm radius, relative velocity / vxy, present flag.
+    """
+    k = cfg.num_neighbours
+    batch = own_pos.shape[:-1]
+    out = np.zeros(batch + (k, NEIGHBOUR_FEATURES), dtype=OBS_DTYPE)
+    m = other_pos.shape[-2]
+    if k == 0 or m == 0:
+        return out
+    flat_out = out.reshape(-1, k, NEIGHBOUR_FEATURES)
+    rel_pos = (other_pos - own_pos[..., None, :]).reshape(-1, m, 3)
+    rel_vel = (other_vel - own_vel[..., None, :]).reshape(-1, m, 3)
+    dist = np.where(heard.reshape(-1, m), np.linalg.norm(rel_pos, axis=-1), np.inf)
+    take = min(k, m)
+    order = np.argsort(dist, axis=-1, kind="stable")[:, :take]
+    rows = np.arange(dist.shape[0])[:, None]
+    present = np.isfinite(dist[rows, order])[..., None]
+    flat_out[:, :take, 0:3] = np.where(present, rel_pos[rows, order] / cfg.comm_radius, 0.0)
+    flat_out[:, :take, 3:6] = np.where(present, rel_vel[rows, order] / cfg.vxy, 0.0)
+    flat_out[:, :take, 6:7] = present
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Belief maps (coverage)
+# ----------------------------------------------------------------------------------------
+def belief_pad(cfg: CoverageConfig) -> int:
+    """Border width: enough for the egocentric patch and the footprint, and at least 1."""
+    return max(cfg.patch_size // 2, cfg.footprint // 2, 1)
+
+
+def new_belief(cfg: CoverageConfig, batch_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """An empty belief map (every cell still to cover), padded with OUTSIDE."""
+    pad = belief_pad(cfg)
+    belief = np.full(batch_shape + (cfg.height + 2 * pad, cfg.width + 2 * pad), OUTSIDE,
+                     dtype=np.int8)
+    belief[..., pad:pad + cfg.height, pad:pad + cfg.width] = TO_COVER
+    return belief
+
+
+def belief_interior(belief: np.ndarray, cfg: CoverageConfig) -> np.ndarray:
+    """View of the field cells of a padded belief map, (..., H, W), row = y, column = x."""
+    pad = belief_pad(cfg)
+    return belief[..., pad:pad + cfg.height, pad:pad + cfg.width]
+
+
+def position_to_cell(pos: np.ndarray, cfg: CoverageConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Cell column (x) and row (y) indices of positions; may lie outside the field."""
+    ix = np.floor(pos[..., 0] / cfg.cell_size).astype(np.int64)
+    iy = np.floor(pos[..., 1] / cfg.cell_size).astype(np.int64)
+    return ix, iy
+
+
+def inside_geofence(pos: np.ndarray, cfg: SwarmConfig) -> np.ndarray:
+    """True where a position is inside the field and the altitude band."""
+    fx, fy = cfg.field_size
+    return ((pos[..., 0] >= 0) & (pos[..., 0] <= fx) & (pos[..., 1] >= 0) & (pos[..., 1] <= fy)
+            & (pos[..., 2] >= cfg.altitude_min) & (pos[..., 2] <= cfg.altitude_max))
+
+
+def _footprint_offsets(cfg: CoverageConfig, row_stride: int) -> np.ndarray:
+    """Flat index offsets of the F x F footprint cells around a centre cell."""
+    r = cfg.footprint // 2
+    dy, dx = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
+    return (dy * row_stride + dx).ravel()
+
+
+def _restore_border(belief: np.ndarray, cfg: CoverageConfig) -> None:
+    pad = belief_pad(cfg)
+    belief[..., :pad, :] = OUTSIDE
+    belief[..., pad + cfg.height:, :] = OUTSIDE
+    belief[..., :, :pad] = OUTSIDE
+    belief[..., :, pad + cfg.width:] = OUTSIDE
+
+
+def mark_footprints(belief: np.ndarray, positions: np.ndarray, valid: np.ndarray | None,
+                    cfg: CoverageConfig) -> None:
+    """Mark the footprints of drones at `positions` as covered, in place.
+
+    belief: (..., Hp, Wp) padded map; positions: (..., M, 3) with the same leading
+    dimensions; valid: (..., M) which positions count. A drone outside the geofence
+    (field and altitude band) covers nothing; footprint cells outside the field are
+    not marked.
+    """
+    hp, wp = belief.shape[-2:]
+    flat = belief.reshape(-1, hp * wp)
+    if not np.shares_memory(flat, belief):
+        raise ValueError("belief map must be a contiguous array (create it with new_belief).")
+    m = positions.shape[-2]
+    pos = positions.reshape(-1, m, 3)
+    ok = inside_geofence(pos, cfg)
+    if valid is not None:
+        ok &= np.broadcast_to(valid, positions.shape[:-1]).reshape(-1, m)
+    rows, drones = np.nonzero(ok)
+    if rows.size == 0:
+        return
+    ix, iy = position_to_cell(pos[rows, drones], cfg)
+    # A drone exactly on the far edge belongs to the last cell.
+    pad = belief_pad(cfg)
+    centre = (np.minimum(iy, cfg.height - 1) + pad) * wp + np.minimum(ix, cfg.width - 1) + pad
+    # The border is at least as wide as the footprint radius, so every footprint cell is inside
+    # the padded map; cells that fall on the border are put back to OUTSIDE afterwards.
+    flat[rows[:, None], centre[:, None] + _footprint_offsets(cfg, wp)] = COVERED
+    _restore_border(belief, cfg)
+
+
+def update_belief(belief: np.ndarray, own_pos: np.ndarray, other_pos: np.ndarray,
+                  other_valid: np.ndarray | None, cfg: CoverageConfig) -> None:
+    """One policy tick of belief keeping: own footprint plus footprints of neighbours heard."""
+    heard = heard_mask(own_pos, other_pos, other_valid, cfg.comm_radius)
+    positions = np.concatenate([own_pos[..., None, :], other_pos], axis=-2)
+    valid = np.concatenate([np.ones(heard.shape[:-1] + (1,), dtype=bool), heard], axis=-1)
+    mark_footprints(belief, positions, valid, cfg)
+
+
+def belief_patch(belief: np.ndarray, own_pos: np.ndarray, cfg: CoverageConfig) -> np.ndarray:
+    """Egocentric P x P patch centred on the drone's cell: 1 = to cover, 0 = covered, -1 = outside."""
+    p = cfg.patch_size
+    r = p // 2
+    pad = belief_pad(cfg)
+    hp, wp = belief.shape[-2:]
+    ix, iy = position_to_cell(own_pos, cfg)
+    # Far outside the field the patch is all border; clamp so indices stay in the padded map.
+    ix = np.clip(ix, -pad + r, cfg.width - 1 + pad - r)
+    iy = np.clip(iy, -pad + r, cfg.height - 1 + pad - r)
+    offs = np.arange(-r, r + 1)
+    window = (offs[:, None] * wp + offs[None, :]).ravel()  # (P*P,) flat offsets around the centre
+    centre = (iy.reshape(-1) + pad) * wp + ix.reshape(-1) + pad
+    start = np.arange(centre.size) * (hp * wp) + centre  # flat index of each map's centre cell
+    patch = np.take(belief.reshape(-1), start[:, None] + window)
+    return patch.astype(OBS_DTYPE).reshape(own_pos.shape[:-1] + (p * p,))
+
+
+def _block_averaging(n: int, blocks: int) -> np.ndarray:
+    """(blocks, n) matrix averaging n cells into `blocks` nearly equal blocks."""
+    edges = np.floor(np.linspace(0, n, blocks + 1)).astype(np.int64)
+    avg = np.zeros((blocks, n), dtype=OBS_DTYPE)
+    for b in range(blocks):
+        avg[b, edges[b]:edges[b + 1]] = 1.0 / (edges[b + 1] - edges[b])
+    return avg
+
+
+def belief_summary(belief: np.ndarray, cfg: CoverageConfig) -> np.ndarray:
+    """Coarse G x G summary of the whole belief: fraction of each block still to cover."""
+    g = cfg.summary_size
+    h, w = cfg.height, cfg.width
+    todo = belief_interior(belief, cfg).astype(OBS_DTYPE).reshape(-1, h, w)
+    rows, cols = _block_averaging(h, g), _block_averaging(w, g)
+    # Two plain 2-D matrix products over the whole batch: average columns, then rows.
+    by_cols = (todo.reshape(-1, w) @ cols.T).reshape(-1, h, g)  # (B, H, G)
+    by_both = by_cols.transpose(0, 2, 1).reshape(-1, h) @ rows.T  # (B*G, G): [b, col, row]
+    return by_both.reshape(-1, g, g).transpose(0, 2, 1).reshape(belief.shape[:-2] + (g * g,))
+
+
+# ----------------------------------------------------------------------------------------
+# The observation
+# ----------------------------------------------------------------------------------------
+def own_features(own_pos: np.ndarray, own_vel: np.ndarray, cfg: SwarmConfig) -> np.ndarray:
+    fx, fy = cfg.field_size
+    zc = 0.5 * (cfg.altitude_min + cfg.altitude_max)
+    zh = 0.5 * (cfg.altitude_max - cfg.altitude_min)
+    pos = np.stack([own_pos[..., 0] / fx * 2 - 1, own_pos[..., 1] / fy * 2 - 1,
+                    (own_pos[..., 2] - zc) / zh], axis=-1)
+    vel = own_vel / np.array([cfg.vxy, cfg.vxy, cfg.vz])
+    return np.concatenate([pos, vel], axis=-1).astype(OBS_DTYPE)
+
+
+def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
+                      other_pos: np.ndarray, other_vel: np.ndarray,
+                      other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
+                      landmarks: np.ndarray | None = None) -> np.ndarray:
+    """Observation vectors (..., D) float32, laid out as `observation_layout(cfg)`.
+
+    own_pos, own_vel: (..., 3). other_pos, other_vel: (..., M, 3) every other drone
+    whose state was received (M may be 0); other_valid: (..., M) which entries are
+    real. The communication-radius filter is applied here. belief: (..., Hp, Wp)
+    from `new_belief` (coverage). landmarks: (..., L, 3) (spread).
+    """
+    own_pos = np.asarray(own_pos, dtype=np.float64)
+    own_vel = np.asarray(own_vel, dtype=np.float64)
+    other_pos = np.asarray(other_pos, dtype=np.float64)
+    other_vel = np.asarray(other_vel, dtype=np.float64)
+    heard = heard_mask(own_pos, other_pos, other_valid, cfg.comm_radius)
+    nbrs = nearest_neighbours(own_pos, own_vel, other_pos, other_vel, heard, cfg)
+    parts = [own_features(own_pos, own_vel, cfg), nbrs.reshape(own_pos.shape[:-1] + (-1,))]
+    if isinstance(cfg, CoverageConfig):
+        if belief is None:
+            raise ValueError("coverage observations need the agent's belief map (see new_belief).")
+        parts += [belief_patch(belief, own_pos, cfg), belief_summary(belief, cfg)]
+    elif isinstance(cfg, SpreadConfig):
+        if landmarks is None:
+            raise ValueError("spread observations need the landmark positions (L, 3).")
+        rel = (np.asarray(landmarks, dtype=np.float64) - own_pos[..., None, :]) / cfg.arena_size
+        parts.append(rel.reshape(own_pos.shape[:-1] + (-1,)).astype(OBS_DTYPE))
+    return np.concatenate(parts, axis=-1)

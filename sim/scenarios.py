@@ -1,0 +1,194 @@
+"""Scenario logic shared by both dynamics backends: resets, rewards, termination, state.
+
+Everything is batched over environments: arrays are shaped (envs, drones, ...).
+A scenario never touches the physics; it reads drone positions and velocities the
+dynamics backend produced and keeps the task's own arrays (coverage maps, beliefs,
+landmarks). Observations come from `sim.obs`, the contract shared with the robots.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import obs as O
+from sim.config import CoverageConfig, SpreadConfig, SwarmConfig
+
+
+def start_positions(cfg: SwarmConfig, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Random, well separated start positions at start altitude: (count, N, 3).
+
+    Drones take distinct spots of a grid with start spacing, jittered inside their spot,
+    so no two start closer than the near-collision distance.
+    """
+    fx, fy = cfg.field_size
+    s = cfg.start_spacing
+    nx, ny = int(fx / s), int(fy / s)
+    gx, gy = fx / nx, fy / ny  # spot size >= s
+    spots = rng.random((count, nx * ny)).argsort(axis=1)[:, : cfg.num_drones]
+    col, row = spots % nx, spots // nx
+    # Jitter within the spot while keeping the margin that guarantees separation.
+    jitter = (gx - s) * (rng.random(spots.shape) - 0.5), (gy - s) * (rng.random(spots.shape) - 0.5)
+    x = (col + 0.5) * gx + jitter[0]
+    y = (row + 0.5) * gy + jitter[1]
+    z = np.full_like(x, cfg.start_altitude)
+    return np.stack([x, y, z], axis=-1)
+
+
+def pairwise_distances(pos: np.ndarray) -> np.ndarray:
+    """(E, N, N) distances, +inf on the diagonal."""
+    d = np.linalg.norm(pos[:, :, None, :] - pos[:, None, :, :], axis=-1)
+    n = pos.shape[1]
+    d[:, np.arange(n), np.arange(n)] = np.inf
+    return d
+
+
+def safety_counts(pos: np.ndarray, cfg: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Near-collision pairs and drones outside the geofence, per env: (E,), (E,)."""
+    d = pairwise_distances(pos)
+    close = np.triu(d < cfg.collision_distance, k=1).sum(axis=(1, 2))
+    outside = (~O.inside_geofence(pos, cfg)).sum(axis=1)
+    return close, outside
+
+
+class Scenario:
+    """Base class: the per-task part of the vector environment."""
+
+    cfg: SwarmConfig
+
+    def __init__(self, cfg: SwarmConfig, num_envs: int):
+        self.cfg = cfg
+        self.num_envs = num_envs
+        n = cfg.num_drones
+        self.other_valid = ~np.eye(n, dtype=bool)[None].repeat(num_envs, axis=0)  # (E, N, N)
+
+    # hooks ---------------------------------------------------------------------------------
+    def reset(self, env_ids: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def progress(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """After a physics step: task reward (E,), terminated (E,), task metrics."""
+        raise NotImplementedError
+
+    def observe(self, pos: np.ndarray, vel: np.ndarray, env_ids: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def state(self, pos: np.ndarray, vel: np.ndarray, t: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def state_size(self) -> int:
+        raise NotImplementedError
+
+    # shared pieces -------------------------------------------------------------------------
+    def _others(self, pos: np.ndarray, vel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every drone's view of all drones: (E, N, N, 3) each (masked by other_valid)."""
+        n = self.cfg.num_drones
+        return (np.broadcast_to(pos[:, None], pos.shape[:1] + (n,) + pos.shape[1:]),
+                np.broadcast_to(vel[:, None], vel.shape[:1] + (n,) + vel.shape[1:]))
+
+    def _drone_state(self, pos: np.ndarray, vel: np.ndarray) -> np.ndarray:
+        return O.own_features(pos, vel, self.cfg).reshape(pos.shape[0], -1)
+
+
+class CoverageScenario(Scenario):
+    cfg: CoverageConfig
+
+    def __init__(self, cfg: CoverageConfig, num_envs: int):
+        super().__init__(cfg, num_envs)
+        n = cfg.num_drones
+        self.covered = O.new_belief(cfg, (num_envs,))  # ground truth, (E, Hp, Wp)
+        self.belief = O.new_belief(cfg, (num_envs, n))  # each drone's own belief, (E, N, Hp, Wp)
+        self.cells = cfg.width * cfg.height
+        self.covered_count = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self, env_ids: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
+        fresh = O.new_belief(self.cfg)
+        self.covered[env_ids] = fresh
+        self.belief[env_ids] = fresh
+        # Take-off position counts: drones start over the field and see below them.
+        cov = self.covered[env_ids]
+        O.mark_footprints(cov, pos, None, self.cfg)
+        self.covered[env_ids] = cov
+        bel = self.belief[env_ids]
+        others_p, others_v = self._others(pos, np.zeros_like(pos))
+        O.update_belief(bel, pos, others_p, self.other_valid[env_ids], self.cfg)
+        self.belief[env_ids] = bel
+        self.covered_count[env_ids] = self._count(env_ids)
+
+    def _count(self, env_ids: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return (O.belief_interior(self.covered[env_ids], self.cfg) == O.COVERED).sum(axis=(-2, -1))
+
+    def progress(self, pos):
+        O.mark_footprints(self.covered, pos, None, self.cfg)
+        others_p, _ = self._others(pos, pos)
+        O.update_belief(self.belief, pos, others_p, self.other_valid, self.cfg)
+        count = self._count()
+        newly = count - self.covered_count
+        self.covered_count = count
+        reward = newly / self.cells
+        terminated = count >= self.cells
+        return reward, terminated, {"coverage": count / self.cells}
+
+    def observe(self, pos, vel, env_ids=slice(None)):
+        others_p, others_v = self._others(pos, vel)
+        return O.build_observation(self.cfg, pos, vel, others_p, others_v,
+                                   self.other_valid[env_ids], belief=self.belief[env_ids])
+
+    @property
+    def state_size(self) -> int:
+        return self.cfg.num_drones * 6 + self.cells + 1
+
+    def state(self, pos, vel, t):
+        todo = O.belief_interior(self.covered, self.cfg).reshape(self.num_envs, -1)
+        time_left = 1.0 - t / self.cfg.max_steps
+        return np.concatenate([self._drone_state(pos, vel), todo, time_left[:, None]],
+                              axis=1).astype(np.float32)
+
+
+class SpreadScenario(Scenario):
+    cfg: SpreadConfig
+
+    def __init__(self, cfg: SpreadConfig, num_envs: int):
+        super().__init__(cfg, num_envs)
+        self.landmarks = np.zeros((num_envs, cfg.num_landmarks, 3))
+
+    def reset(self, env_ids, pos, rng):
+        lm = start_positions(self.cfg, rng, len(env_ids))
+        lm[..., 2] = self.cfg.landmark_altitude
+        self.landmarks[env_ids] = lm
+
+    def nearest_distances(self, pos: np.ndarray) -> np.ndarray:
+        """(E, L) distance from each landmark to its nearest drone."""
+        d = np.linalg.norm(self.landmarks[:, :, None, :] - pos[:, None, :, :], axis=-1)
+        return d.min(axis=2)
+
+    def progress(self, pos):
+        dist = self.nearest_distances(pos)
+        reward = -dist.sum(axis=1)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        return reward, terminated, {"mean_landmark_distance": dist.mean(axis=1)}
+
+    def observe(self, pos, vel, env_ids=slice(None)):
+        others_p, others_v = self._others(pos, vel)
+        return O.build_observation(self.cfg, pos, vel, others_p, others_v,
+                                   self.other_valid[env_ids],
+                                   landmarks=self.landmarks[env_ids][:, None])
+
+    @property
+    def state_size(self) -> int:
+        return self.cfg.num_drones * 6 + self.cfg.num_landmarks * 3 + 1
+
+    def state(self, pos, vel, t):
+        fx, fy = self.cfg.field_size
+        lm = (self.landmarks / np.array([fx, fy, self.cfg.altitude_max])).reshape(self.num_envs, -1)
+        time_left = 1.0 - t / self.cfg.max_steps
+        return np.concatenate([self._drone_state(pos, vel), lm, time_left[:, None]],
+                              axis=1).astype(np.float32)
+
+
+def make_scenario(cfg: SwarmConfig, num_envs: int) -> Scenario:
+    if isinstance(cfg, CoverageConfig):
+        return CoverageScenario(cfg, num_envs)
+    if isinstance(cfg, SpreadConfig):
+        return SpreadScenario(cfg, num_envs)
+    raise TypeError(f"no scenario logic for {type(cfg).__name__}")

@@ -1,0 +1,196 @@
+"""The batched vector environment: E environments x N drones as numpy arrays.
+
+This is the fast path for training (`sim.make_vec_env`); the PettingZoo
+`ParallelEnv` in `sim.env` is the same machinery with one environment.
+
+Arrays (E = num_envs, N = num_agents):
+- `reset(seed)` -> obs (E, N, D) float32, infos
+- `step(actions)` -> obs, rewards (E, N), terminated (E, N), truncated (E, N), infos;
+  actions are (E, N, 4) in [-1, 1] (continuous) or (E, N) integers (discrete).
+- `state()` -> (E, S) float32, the global state for centralised critics.
+
+With `autoreset=True` (the default) an environment that ends is reset in the same
+call: the returned obs is the first of the new episode, the last one is in
+`infos["final_obs"]` (and `infos["final_state"]`) for the rows where
+`infos["done"]` is True, along with `episode_return`, `episode_length` and the
+final task metrics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from sim import obs as O
+from sim.config import DISCRETE_ACTIONS, SwarmConfig
+from sim.drone import VelocityLimits
+from sim.dynamics import make_dynamics
+from sim.scenarios import make_scenario, safety_counts, start_positions
+
+DISCRETE_DIRECTIONS = np.array([d for _, d in DISCRETE_ACTIONS])  # (A, 3) unit (vx, vy, vz)
+
+
+class VecEnv:
+    """Batched drone-swarm environments over a dynamics backend."""
+
+    def __init__(self, cfg: SwarmConfig, num_envs: int = 1, backend: str = "fast",
+                 seed: int | None = None, autoreset: bool = True):
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1 (got {num_envs!r}).")
+        self.cfg = cfg
+        self.num_envs = num_envs
+        self.num_agents = cfg.num_drones
+        self.backend = backend
+        self.autoreset = autoreset
+        self.agents = [f"drone_{i}" for i in range(cfg.num_drones)]
+        self.limits = VelocityLimits(vxy=cfg.vxy, vz=cfg.vz, yaw_rate=cfg.yaw_rate)
+        self._scale = np.array([cfg.vxy, cfg.vxy, cfg.vz, cfg.yaw_rate])
+        options = {}
+        if backend == "pybullet":
+            options = dict(gui=cfg.gui, drag=cfg.drag, ground_effect=cfg.ground_effect,
+                           sensor_noise=cfg.sensor_noise, actuation_delay=cfg.actuation_delay,
+                           randomize=cfg.randomize)
+        elif cfg.sensor_noise:
+            options = dict(sensor_noise=cfg.sensor_noise)
+        self.rng = np.random.default_rng(seed)
+        self.dynamics = make_dynamics(backend, num_envs, cfg.num_drones, policy_hz=cfg.policy_hz,
+                                      limits=self.limits, seed=seed, **options)
+        self.scenario = make_scenario(cfg, num_envs)
+
+        self.observation_size = O.observation_size(cfg)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (self.observation_size,), np.float32)
+        if cfg.action_mode == "continuous":
+            self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+        else:
+            self.action_space = spaces.Discrete(len(DISCRETE_ACTIONS))
+        self.state_space = spaces.Box(-np.inf, np.inf, (self.scenario.state_size,), np.float32)
+
+        self.t = np.zeros(num_envs, dtype=np.int64)
+        self.episode_return = np.zeros(num_envs)
+        self.episode_collisions = np.zeros(num_envs, dtype=np.int64)
+        self.episode_geofence = np.zeros(num_envs, dtype=np.int64)
+        self._pos = np.zeros((num_envs, self.num_agents, 3))
+        self._vel = np.zeros((num_envs, self.num_agents, 3))
+        self._needs_reset = True
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_to_setpoint(self, actions: np.ndarray) -> np.ndarray:
+        """Policy actions -> velocity setpoints (E, N, 4) in m/s and rad/s; validates input."""
+        e, n = self.num_envs, self.num_agents
+        actions = np.asarray(actions)
+        if self.cfg.action_mode == "continuous":
+            if actions.shape != (e, n, 4):
+                raise ValueError(f"continuous actions must have shape (num_envs, num_agents, 4) = "
+                                 f"{(e, n, 4)} (got {actions.shape}).")
+            bad = ~np.isfinite(actions).all(axis=-1)
+            if bad.any():
+                env, agent = np.argwhere(bad)[0]
+                raise ValueError(f"action for {self.agents[agent]} (env {env}) is not finite "
+                                 f"({actions[env, agent].tolist()}); actions must be numbers in [-1, 1].")
+            return np.clip(actions, -1.0, 1.0) * self._scale
+        if actions.shape != (e, n):
+            raise ValueError(f"discrete actions must have shape (num_envs, num_agents) = {(e, n)} "
+                             f"(got {actions.shape}).")
+        if not np.issubdtype(actions.dtype, np.integer):
+            if not np.isfinite(actions).all() or not np.all(actions == np.round(actions)):
+                raise ValueError(f"discrete actions must be integers in [0, {len(DISCRETE_ACTIONS) - 1}] "
+                                 f"(got {actions.ravel()[:8].tolist()}...).")
+            actions = actions.astype(np.int64)
+        bad = (actions < 0) | (actions >= len(DISCRETE_ACTIONS))
+        if bad.any():
+            env, agent = np.argwhere(bad)[0]
+            raise ValueError(f"discrete action {int(actions[env, agent])} for {self.agents[agent]} "
+                             f"is out of range; valid actions are 0..{len(DISCRETE_ACTIONS) - 1}.")
+        setpoint = np.zeros((e, n, 4))
+        setpoint[..., :3] = DISCRETE_DIRECTIONS[actions] * self._scale[:3]
+        return setpoint
+
+    # -- API ------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._reset_envs(np.arange(self.num_envs))
+        self._needs_reset = False
+        return self.scenario.observe(self._pos, self._vel), self._metrics()
+
+    def _reset_envs(self, env_ids: np.ndarray) -> None:
+        pos = start_positions(self.cfg, self.rng, len(env_ids))
+        yaw = np.zeros(pos.shape[:2])
+        self.dynamics.reset(env_ids, pos, yaw)
+        state = self.dynamics.state()
+        self._pos[env_ids] = state[env_ids, :, 0:3]
+        self._vel[env_ids] = state[env_ids, :, 3:6]
+        self.scenario.reset(env_ids, self._pos[env_ids], self.rng)
+        self.t[env_ids] = 0
+        self.episode_return[env_ids] = 0.0
+        self.episode_collisions[env_ids] = 0
+        self.episode_geofence[env_ids] = 0
+
+    def step(self, actions: np.ndarray):
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step(); with autoreset=False, reset after an "
+                               "episode ends.")
+        setpoints = self.action_to_setpoint(actions)
+        self.dynamics.step(setpoints)
+        state = self.dynamics.state()
+        self._pos[:] = state[..., 0:3]
+        self._vel[:] = state[..., 3:6]
+        self.t += 1
+
+        task_reward, terminated, metrics = self.scenario.progress(self._pos)
+        collisions, outside = safety_counts(self._pos, self.cfg)
+        reward = (task_reward - self.cfg.collision_penalty * collisions
+                  - self.cfg.geofence_penalty * outside)
+        self.episode_return += reward
+        self.episode_collisions += collisions
+        self.episode_geofence += outside
+        truncated = (self.t >= self.cfg.max_steps) & ~terminated
+        done = terminated | truncated
+
+        infos = self._metrics()
+        infos.update(metrics)
+        infos["collisions"] = collisions
+        infos["geofence_violations"] = outside
+        infos["done"] = done
+        obs = self.scenario.observe(self._pos, self._vel)
+        if done.any():
+            infos["final_obs"] = obs.copy()
+            infos["final_state"] = self.state()
+            infos["episode_return"] = self.episode_return.copy()
+            infos["episode_length"] = self.t.copy()
+            infos["episode_collisions"] = self.episode_collisions.copy()
+            infos["episode_geofence_violations"] = self.episode_geofence.copy()
+            if self.autoreset:
+                ids = np.flatnonzero(done)
+                self._reset_envs(ids)
+                obs[ids] = self.scenario.observe(self._pos[ids], self._vel[ids], ids)
+            else:
+                self._needs_reset = True
+        n = self.num_agents
+        return (obs, np.repeat(reward[:, None], n, axis=1).astype(np.float32),
+                np.repeat(terminated[:, None], n, axis=1), np.repeat(truncated[:, None], n, axis=1),
+                infos)
+
+    def _metrics(self) -> dict[str, np.ndarray]:
+        if hasattr(self.scenario, "covered_count"):
+            return {"coverage": self.scenario.covered_count / self.scenario.cells}
+        return {}
+
+    def state(self) -> np.ndarray:
+        return self.scenario.state(self._pos, self._vel, self.t)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Drone positions (E, N, 3), metres, ENU."""
+        return self._pos.copy()
+
+    @property
+    def velocities(self) -> np.ndarray:
+        return self._vel.copy()
+
+    @property
+    def physics_steps(self) -> int:
+        return self.dynamics.physics_steps
+
+    def close(self) -> None:
+        self.dynamics.close()

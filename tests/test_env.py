@@ -1,0 +1,160 @@
+"""Scenarios through both APIs: PettingZoo conformance, batched arrays, rewards, bad input."""
+
+import numpy as np
+import pytest
+from pettingzoo.test import parallel_api_test
+
+import sim
+from sim import obs as O
+from sim.config import ConfigError
+from sim.scripted import LawnmowerPilot, random_walk_actions
+
+
+@pytest.mark.parametrize("scenario", ["coverage", "spread"])
+@pytest.mark.parametrize("action_mode", ["continuous", "discrete"])
+def test_parallel_api_conformance(scenario, action_mode):
+    env = sim.make_env(scenario, backend="fast", action_mode=action_mode, max_steps=20)
+    parallel_api_test(env, num_cycles=60)
+
+
+def test_pybullet_env_passes_parallel_api_test():
+    env = sim.make_env("coverage", backend="pybullet", num_drones=2, max_steps=10)
+    parallel_api_test(env, num_cycles=20)
+    env.close()
+
+
+def test_reset_is_reproducible_and_spaces_are_stable():
+    env = sim.make_env("coverage", backend="fast")
+    a, _ = env.reset(seed=3)
+    b, _ = env.reset(seed=3)
+    c, _ = env.reset(seed=4)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+    assert env.observation_space("drone_0") is env.observation_space("drone_0")
+    assert env.state().shape == env.state_space.shape
+
+
+def test_render_is_a_top_down_rgb_array():
+    env = sim.make_env("coverage", backend="fast")
+    env.reset(seed=0)
+    img = env.render()
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    assert img.std() > 0  # drones drawn over the field
+
+
+def test_vec_env_shapes_and_autoreset():
+    venv = sim.make_vec_env("coverage", 3, backend="fast", seed=0, max_steps=5)
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (3, 4, O.observation_size(venv.cfg)) and obs.dtype == np.float32
+    assert venv.state().shape == (3, venv.state_space.shape[0])
+    rng = np.random.default_rng(0)
+    for t in range(5):
+        obs, rew, term, trunc, info = venv.step(random_walk_actions(venv.cfg, rng, (3, 4)))
+        assert rew.shape == (3, 4) and term.shape == trunc.shape == (3, 4)
+    assert trunc.all() and info["done"].all()
+    assert info["episode_length"].tolist() == [5, 5, 5]
+    np.testing.assert_allclose(info["final_obs"].shape, obs.shape)
+    # After auto-reset the new episode starts: time and coverage are back to their start.
+    assert (venv.t == 0).all()
+    assert (info["coverage"] >= venv.scenario.covered_count / venv.scenario.cells).all()
+
+
+def test_coverage_reward_counts_newly_covered_cells():
+    venv = sim.make_vec_env("coverage", 1, backend="fast", seed=1, collision_penalty=0.0,
+                            geofence_penalty=0.0)
+    venv.reset(seed=1)
+    cells = venv.cfg.width * venv.cfg.height
+    before = venv.scenario.covered_count.copy()
+    _, rew, *_ = venv.step(np.tile([[1.0, 0.0, 0.0, 0.0]], (1, 4, 1)))
+    after = venv.scenario.covered_count
+    assert after[0] > before[0]
+    assert rew[0, 0] == pytest.approx((after[0] - before[0]) / cells)
+    assert (rew[0] == rew[0, 0]).all()  # team reward
+
+
+def test_episode_ends_at_full_coverage():
+    venv = sim.make_vec_env("coverage", 1, backend="fast", seed=0, autoreset=False, width=4,
+                            height=4, cell_size=0.5, num_drones=1, footprint=3, patch_size=3,
+                            summary_size=2, max_steps=200)
+    venv.reset(seed=0)
+    pilot = LawnmowerPilot(venv.cfg, venv.positions[0])
+    for _ in range(200):
+        *_, term, trunc, info = venv.step(pilot.actions(venv.positions[0])[None])
+        if info["done"][0]:
+            break
+    assert term[0].all() and info["coverage"][0] == 1.0
+
+
+def test_near_collisions_and_geofence_are_penalised():
+    venv = sim.make_vec_env("coverage", 1, backend="fast", seed=0, num_drones=2,
+                            collision_penalty=1.0)
+    venv.reset(seed=0)
+    venv.step(np.zeros((1, 2, 4)))
+    # Force the two drones together, then outside the field, and read the penalties.
+    pos = np.array([[[2.0, 2.0, 1.0], [2.1, 2.0, 1.0]]])
+    venv.dynamics.reset(np.array([0]), pos, np.zeros((1, 2)))
+    _, rew, *_, info = venv.step(np.zeros((1, 2, 4)))
+    assert info["collisions"][0] == 1
+    venv.dynamics.reset(np.array([0]), pos + [[[10.0, 0, 0], [-10.0, 0, 0]]], np.zeros((1, 2)))
+    _, rew2, *_, info = venv.step(np.zeros((1, 2, 4)))
+    assert info["geofence_violations"][0] == 2
+    assert rew[0, 0] < 0 and rew2[0, 0] == pytest.approx(-2 * venv.cfg.geofence_penalty)
+
+
+def test_spread_reward_is_negative_distance_to_landmarks():
+    venv = sim.make_vec_env("spread", 1, backend="fast", seed=0, collision_penalty=0.0,
+                            geofence_penalty=0.0)
+    venv.reset(seed=0)
+    _, rew, *_ = venv.step(np.zeros((1, 4, 4)))
+    lm, pos = venv.scenario.landmarks[0], venv.positions[0]
+    expected = -np.linalg.norm(lm[:, None] - pos[None], axis=-1).min(axis=1).sum()
+    assert rew[0, 0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_bad_actions_give_one_clear_error():
+    env = sim.make_env("coverage", backend="fast")
+    env.reset(seed=0)
+    good = {a: np.zeros(4, np.float32) for a in env.agents}
+    with pytest.raises(ValueError, match="no action for agent drone_3"):
+        env.step({a: v for a, v in good.items() if a != "drone_3"})
+    with pytest.raises(ValueError, match="unknown agent 'drone_9'"):
+        env.step({**good, "drone_9": np.zeros(4)})
+    with pytest.raises(ValueError, match="drone_1 .* is not finite"):
+        env.step({**good, "drone_1": np.array([np.nan, 0, 0, 0])})
+    denv = sim.make_env("coverage", backend="fast", action_mode="discrete")
+    denv.reset(seed=0)
+    with pytest.raises(ValueError, match="out of range; valid actions are 0..10"):
+        denv.step({a: 11 for a in denv.agents})
+
+
+def test_bad_configuration_names_the_parameter():
+    with pytest.raises(ConfigError, match="unknown backend 'mujoco'; choose one of: fast, pybullet"):
+        sim.make_env("coverage", backend="mujoco")
+    with pytest.raises(ConfigError, match="unknown scenario 'flock'"):
+        sim.make_vec_env("flock", 2)
+    with pytest.raises(ConfigError, match="num_drones must be an integer >= 1"):
+        sim.make_env("spread", num_drones=0)
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+        sim.make_vec_env("coverage", 0)
+
+
+def test_random_walk_covers_less_than_lawnmower():
+    """The scripted baseline is a meaningful bar: it beats random actions by a wide margin."""
+    venv = sim.make_vec_env("coverage", 16, backend="fast", seed=0, autoreset=False)
+    venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(venv.cfg.max_steps):
+        *_, info = venv.step(random_walk_actions(venv.cfg, rng, (16, 4)))
+    random_cov = info["coverage"].mean()
+    covs = []
+    for seed in range(4):
+        env = sim.make_vec_env("coverage", 1, backend="fast", seed=seed, autoreset=False)
+        env.reset(seed=seed)
+        pilot = LawnmowerPilot(env.cfg, env.positions[0])
+        for _ in range(env.cfg.max_steps):
+            *_, info = env.step(pilot.actions(env.positions[0])[None])
+            if info["done"][0]:
+                break
+        covs.append(info["coverage"][0])
+    assert np.mean(covs) > 0.95
+    assert np.mean(covs) > random_cov + 0.2
