@@ -38,7 +38,7 @@ setup(
         "train": ["torch==2.13.0", "tensorboard>=2.14", "onnx>=1.16", "onnxscript>=0.1", "imageio>=2.30"],
         "test": ["pytest>=7", "ruff>=0.5"],
     },
-    zip_safe=True,
+    zip_safe=False,  # URDF and model YAML are read as plain files
     maintainer="marl_ros developers",
     maintainer_email="marl-ros@example.org",
     description="Cooperative multi-agent RL for drone swarms: PyBullet training, ONNX export, ROS 2 deployment.",

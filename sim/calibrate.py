@@ -35,6 +35,9 @@ from sim.physics import PyBulletWorld
 EXPERIMENT_HZ = 8.0
 """Setpoints change at this (policy) rate in the experiments."""
 
+POSITION_WEIGHT = 2.0
+"""Weight of a displacement error (per m) against a velocity error (per m/s) in the fit."""
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -64,11 +67,13 @@ def setpoint_schedule(exp: Experiment, ticks_per_level: int) -> np.ndarray:
 
 
 def run_experiments(experiments: tuple[Experiment, ...] = EXPERIMENTS,
-                    limits: VelocityLimits | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Fly all experiments in one PyBullet world; per experiment, (inputs, measured responses).
+                    limits: VelocityLimits | None = None
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Fly all experiments in one PyBullet world; per experiment (inputs, velocities, displacements).
 
-    The response of an experiment is the velocity component it commands (world vx, vy, vz, or
-    body yaw rate) sampled once per control tick, right after the tick's physics steps.
+    The velocity of an experiment is the component it commands (world vx, vy, vz, or body yaw
+    rate), the displacement the matching position (or unwrapped yaw) change since the start,
+    both sampled once per control tick, right after the tick's physics steps.
     """
     limits = limits or VelocityLimits()
     n = len(experiments)
@@ -82,6 +87,8 @@ def run_experiments(experiments: tuple[Experiment, ...] = EXPERIMENTS,
     try:
         world.reset(np.column_stack([np.zeros(n), 3.0 * np.arange(n), np.full(n, 2.0)]))
         responses = np.zeros((length, n))
+        displacement = np.zeros((length, n))
+        start = world.state()
         setpoints = np.zeros((n, 4))
         for k in range(length):
             for i, (exp, u) in enumerate(zip(experiments, inputs, strict=True)):
@@ -89,27 +96,41 @@ def run_experiments(experiments: tuple[Experiment, ...] = EXPERIMENTS,
             world.step(setpoints, 1.0 / CONTROL_HZ)
             state = world.state()
             for i, exp in enumerate(experiments):
-                responses[k, i] = state[i, 3 + exp.component] if exp.component < 3 else state[i, 11]
+                c = exp.component
+                responses[k, i] = state[i, 3 + c] if c < 3 else state[i, 11]
+                displacement[k, i] = state[i, c] - start[i, c] if c < 3 else state[i, 8] - start[i, 8]
     finally:
         world.close()
-    return inputs, [responses[: len(u), i] for i, u in enumerate(inputs)]
+    displacement[:, [i for i, e in enumerate(experiments) if e.component == 3]] = np.unwrap(
+        displacement[:, [i for i, e in enumerate(experiments) if e.component == 3]], axis=0)
+    return (inputs, [responses[: len(u), i] for i, u in enumerate(inputs)],
+            [displacement[: len(u), i] for i, u in enumerate(inputs)])
 
 
-def simulate_velocity(entry: dict[str, float], inputs: np.ndarray, rate_hz: float) -> np.ndarray:
-    """Model velocity after each of the piecewise-constant `inputs`, sampled at `rate_hz`."""
+def simulate_response(entry: dict[str, float], inputs: np.ndarray,
+                      rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Model velocity and displacement after each of the piecewise-constant `inputs` at `rate_hz`."""
     ad, bd = discretize(*continuous_axis_model(entry["natural_frequency"], entry["damping"],
                                                entry["zero_time"]), 1.0 / rate_hz)
     c = velocity_output(entry)
     x = np.zeros(3)
-    out = np.empty(len(inputs))
+    vel = np.empty(len(inputs))
+    disp = np.empty(len(inputs))
     for k, u in enumerate(inputs):
         x = ad @ x + bd * u
-        out[k] = c @ x
-    return out
+        vel[k] = c @ x
+        disp[k] = x[0]
+    return vel, disp
 
 
-def fit_group(inputs: list[np.ndarray], responses: list[np.ndarray]) -> dict[str, float]:
-    """Least-squares natural frequency, damping and zero time for one axis group."""
+def fit_group(inputs: list[np.ndarray], responses: list[np.ndarray],
+              displacements: list[np.ndarray]) -> dict[str, float]:
+    """Least-squares natural frequency, damping and zero time for one axis group.
+
+    Residuals are velocity errors and, weighted by POSITION_WEIGHT, displacement errors: the
+    policy sees positions, and a model that matches velocity but drifts in position would make
+    the fast backend's trajectories walk away from PyBullet's.
+    """
 
     def entry_of(theta: np.ndarray) -> dict[str, float]:
         return {"natural_frequency": float(np.exp(theta[0])), "damping": float(np.exp(theta[1])),
@@ -117,24 +138,34 @@ def fit_group(inputs: list[np.ndarray], responses: list[np.ndarray]) -> dict[str
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         entry = entry_of(theta)
-        return np.concatenate([simulate_velocity(entry, u, CONTROL_HZ) - y
-                               for u, y in zip(inputs, responses, strict=True)])
+        parts = []
+        for u, v, d in zip(inputs, responses, displacements, strict=True):
+            vel, disp = simulate_response(entry, u, CONTROL_HZ)
+            parts += [vel - v, POSITION_WEIGHT * (disp - d)]
+        return np.concatenate(parts)
 
     result = scipy.optimize.least_squares(residuals, x0=np.array([np.log(6.0), np.log(0.8), 0.05]))
     entry = entry_of(result.x)
-    rms = float(np.sqrt(np.mean(result.fun**2)))
+    vel_err, disp_err = [], []
+    for u, v, d in zip(inputs, responses, displacements, strict=True):
+        vel, disp = simulate_response(entry, u, CONTROL_HZ)
+        vel_err.append(vel - v)
+        disp_err.append(disp - d)
+    rms = float(np.sqrt(np.mean(np.concatenate(vel_err) ** 2)))
     scale = float(np.sqrt(np.mean(np.concatenate(responses) ** 2)))
     return {**{k: round(v, 5) for k, v in entry.items()},
-            "fit_rms": round(rms, 5), "fit_rms_relative": round(rms / scale, 4)}
+            "fit_rms": round(rms, 5), "fit_rms_relative": round(rms / scale, 4),
+            "fit_rms_position": round(float(np.sqrt(np.mean(np.concatenate(disp_err) ** 2))), 5)}
 
 
 def calibrate(limits: VelocityLimits | None = None) -> dict[str, dict[str, float]]:
     """Run the experiments and fit every axis group; the dict FastDynamics takes as `model`."""
-    inputs, responses = run_experiments(EXPERIMENTS, limits)
+    inputs, responses, displacements = run_experiments(EXPERIMENTS, limits)
     model = {}
     for group in AXIS_GROUPS:
         idx = [i for i, e in enumerate(EXPERIMENTS) if e.group == group]
-        model[group] = fit_group([inputs[i] for i in idx], [responses[i] for i in idx])
+        model[group] = fit_group([inputs[i] for i in idx], [responses[i] for i in idx],
+                                 [displacements[i] for i in idx])
     return model
 
 
@@ -147,7 +178,8 @@ def write_model(model: dict[str, dict[str, float]], path: Path, command: str) ->
         "# Per axis group: V(s)/U(s) = wn^2 (1 + zero_time s) / (s^2 + 2 damping wn s + wn^2),\n"
         "# natural_frequency wn in rad/s, zero_time in s; fit_rms is the velocity error of the fit\n"
         "# (m/s, or rad/s for yaw) over all step experiments at 48 Hz, fit_rms_relative that RMS\n"
-        "# divided by the RMS of the responses. Regenerate whenever the controller or drone changes.\n"
+        "# divided by the RMS of the responses, fit_rms_position the displacement error (m or rad).\n"
+        "# Regenerate whenever the controller or drone changes.\n"
     )
     path.write_text(header + yaml.safe_dump(model, sort_keys=False))
 
@@ -164,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     for group, entry in model.items():
         print(f"{group:>3}: wn={entry['natural_frequency']:.3f} rad/s  damping={entry['damping']:.3f}  "
               f"zero_time={entry['zero_time']:.4f} s  fit RMS={entry['fit_rms']:.4f} "
-              f"({100 * entry['fit_rms_relative']:.1f} %)")
+              f"({100 * entry['fit_rms_relative']:.1f} %), position {entry['fit_rms_position']:.4f}")
     print(f"wrote {args.output}")
     return 0
 

@@ -135,8 +135,9 @@ class SwarmConfig:
             _require(isinstance(value, int | float) and math.isfinite(value) and value >= 0,
                      f"{name} must be a finite number >= 0 (got {value!r}).")
         _require(self.randomize < 1.0, f"randomize must be in [0, 1) (got {self.randomize!r}).")
-        _require(isinstance(self.actuation_delay, int) and self.actuation_delay >= 0,
-                 f"actuation_delay must be an integer >= 0 control ticks (got {self.actuation_delay!r}).")
+        # The controller's gains are stable with at most one control tick of motor delay.
+        _require(isinstance(self.actuation_delay, int) and 0 <= self.actuation_delay <= 1,
+                 f"actuation_delay must be 0 or 1 control ticks (got {self.actuation_delay!r}).")
 
     def _validate_capacity(self) -> None:
         capacity = self.start_capacity()

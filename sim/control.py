@@ -110,6 +110,8 @@ class VelocityController:
         self.dt = 1.0 / ctrl_hz
         p, g = self.params, self.gains
         self._tan_tilt = math.tan(math.radians(g.max_tilt_deg))
+        # Thrust compensation for tilt stops at 1.5x the tilt limit (upset recovery stays sane).
+        self._min_cos_tilt = math.cos(math.radians(min(1.5 * g.max_tilt_deg, 80.0)))
         self._inv_allocation = np.linalg.inv(p.allocation_matrix())
         self._max_motor_thrust = p.kf * p.max_rpm**2
         self._kp_vel = np.array([g.vel_xy_p, g.vel_xy_p, g.vel_z_p])
@@ -174,8 +176,10 @@ class VelocityController:
         max_horizontal = accel[:, 2] * self._tan_tilt
         scale = np.minimum(1.0, max_horizontal / np.maximum(horizontal, 1e-9))
         accel[:, :2] *= scale[:, None]
-        thrust = p.mass * np.einsum("ij,ij->i", accel, body_z)
-        thrust = np.clip(thrust, 0.0, p.max_thrust)
+        # Collective thrust sized for the vertical acceleration at the current tilt, so altitude
+        # holds while the attitude loop is still catching up with a new tilt.
+        cos_tilt = np.maximum(body_z[:, 2], self._min_cos_tilt)
+        thrust = np.clip(p.mass * accel[:, 2] / cos_tilt, 0.0, p.max_thrust)
 
         # Desired attitude: body z along the thrust vector, heading from the integrated yaw target.
         yaw_rate_sp = setpoints[:, 3]

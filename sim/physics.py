@@ -21,6 +21,9 @@ from sim.drone import URDF_PATH, CrazyflieParams, VelocityLimits
 
 _ORIGIN = (0.0, 0.0, 0.0)
 
+MAX_ACTUATION_DELAY = 1
+"""Control ticks (1/48 s each) of motor delay the default controller gains stay stable with."""
+
 
 class PyBulletWorld:
     """`num_drones` quadrotors in one PyBullet client, stepped in blocks of physics steps.
@@ -44,8 +47,9 @@ class PyBulletWorld:
                              f"(got physics_hz={physics_hz!r}, ctrl_hz={ctrl_hz!r}).")
         if not (math.isfinite(sensor_noise) and sensor_noise >= 0):
             raise ValueError(f"sensor_noise must be a finite number >= 0 (got {sensor_noise!r}).")
-        if not (isinstance(actuation_delay, int | np.integer) and actuation_delay >= 0):
-            raise ValueError(f"actuation_delay must be an integer >= 0 control ticks (got {actuation_delay!r}).")
+        if not (isinstance(actuation_delay, int | np.integer) and 0 <= actuation_delay <= MAX_ACTUATION_DELAY):
+            raise ValueError(f"actuation_delay must be an integer in [0, {MAX_ACTUATION_DELAY}] control ticks; "
+                             f"the default gains lose attitude stability beyond (got {actuation_delay!r}).")
         if not (0.0 <= randomize < 1.0):
             raise ValueError(f"randomize must be in [0, 1) (got {randomize!r}).")
         self.num_drones = int(num_drones)

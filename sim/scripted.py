@@ -25,8 +25,8 @@ class LawnmowerPilot:
         self.waypoints: list[np.ndarray] = [np.zeros((0, 2))] * n
         for strip, drone in enumerate(order):
             x0, x1 = strip * fx / n, (strip + 1) * fx / n
-            xs = np.arange(x0 + half, x1, lane)
-            xs[-1] = min(xs[-1], x1 - half) if len(xs) > 1 else xs[-1]
+            lanes = max(1, int(np.ceil((x1 - x0) / lane - 1e-9)))
+            xs = np.linspace(x0 + half, x1 - half, lanes) if lanes > 1 else [(x0 + x1) / 2]
             ys = (half, fy - half)
             if abs(start_positions[drone, 1] - ys[1]) < abs(start_positions[drone, 1] - ys[0]):
                 ys = ys[::-1]

@@ -48,7 +48,7 @@ def test_vec_env_shapes_and_autoreset():
     assert obs.shape == (3, 4, O.observation_size(venv.cfg)) and obs.dtype == np.float32
     assert venv.state().shape == (3, venv.state_space.shape[0])
     rng = np.random.default_rng(0)
-    for t in range(5):
+    for _ in range(5):
         obs, rew, term, trunc, info = venv.step(random_walk_actions(venv.cfg, rng, (3, 4)))
         assert rew.shape == (3, 4) and term.shape == trunc.shape == (3, 4)
     assert trunc.all() and info["done"].all()
@@ -64,12 +64,13 @@ def test_coverage_reward_counts_newly_covered_cells():
                             geofence_penalty=0.0)
     venv.reset(seed=1)
     cells = venv.cfg.width * venv.cfg.height
-    before = venv.scenario.covered_count.copy()
-    _, rew, *_ = venv.step(np.tile([[1.0, 0.0, 0.0, 0.0]], (1, 4, 1)))
-    after = venv.scenario.covered_count
-    assert after[0] > before[0]
-    assert rew[0, 0] == pytest.approx((after[0] - before[0]) / cells)
-    assert (rew[0] == rew[0, 0]).all()  # team reward
+    for _ in range(4):
+        before = venv.scenario.covered_count.copy()
+        _, rew, *_ = venv.step(np.tile([[1.0, 0.0, 0.0, 0.0]], (1, 4, 1)))
+        after = venv.scenario.covered_count
+        assert rew[0, 0] == pytest.approx((after[0] - before[0]) / cells)
+        assert (rew[0] == rew[0, 0]).all()  # team reward
+    assert after[0] > before[0]  # flying east at full speed reaches new cells
 
 
 def test_episode_ends_at_full_coverage():

@@ -1,0 +1,145 @@
+"""Actor and critic networks shared by every policy-gradient algorithm.
+
+Actors map one agent's (normalised) observation to an action distribution:
+a Gaussian with a state-independent log-std for Box actions, a Categorical for
+Discrete ones. The recurrent actor keeps its hidden state outside the module
+(`hidden` in, `hidden` out) so that rollouts, training on sequences, ONNX
+export and the ROS node all carry it the same way. The centralised critic sees
+the global state only during training; deployment never needs it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.distributions import Categorical, Distribution, Normal
+
+
+def layer_init(layer: nn.Linear, gain: float = float(np.sqrt(2))) -> nn.Linear:
+    """Orthogonal weights, zero bias: the initialisation PPO results are reported with."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(in_size: int, hidden_sizes: list[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [layer_init(nn.Linear(in_size, size)), activation()]
+        in_size = size
+    return nn.Sequential(*layers)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def action_size(space: spaces.Space) -> int:
+    """Width of one action in the rollout arrays: the Box dimension, 1 for a Discrete index."""
+    if isinstance(space, spaces.Box):
+        return int(np.prod(space.shape))
+    if isinstance(space, spaces.Discrete):
+        return 1
+    raise TypeError(f"action space {space} is not supported; use gymnasium Box or Discrete.")
+
+
+class Actor(nn.Module):
+    """An agent's policy pi(a | o[, h]).
+
+    `forward_sequence` is the one evaluation path: inputs shaped (L, B, obs) with
+    episode-start flags (L, B) and the hidden state (B, H) at the first step. The
+    feed-forward actor ignores the hidden state (it is carried as a zero-width tensor),
+    so algorithms never branch on the architecture.
+    """
+
+    def __init__(self, obs_size: int, action_space: spaces.Space, hidden_sizes: list[int],
+                 activation: str = "tanh", recurrent: bool = False, gru_size: int = 64,
+                 init_log_std: float = -0.5):
+        super().__init__()
+        if not hidden_sizes:
+            raise ValueError("hidden_sizes must name at least one layer, e.g. [64, 64].")
+        self.obs_size = obs_size
+        self.action_space = action_space
+        self.recurrent = recurrent
+        self.hidden_size = gru_size if recurrent else 0
+        self.body = mlp(obs_size, hidden_sizes, ACTIVATIONS[activation])
+        feature = hidden_sizes[-1]
+        if recurrent:
+            self.gru = nn.GRU(feature, gru_size)
+            for name, param in self.gru.named_parameters():
+                if "weight" in name:
+                    nn.init.orthogonal_(param)
+                else:
+                    nn.init.zeros_(param)
+            feature = gru_size
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            self.head = layer_init(nn.Linear(feature, int(action_space.n)), gain=0.01)
+        elif isinstance(action_space, spaces.Box):
+            dim = action_size(action_space)
+            self.head = layer_init(nn.Linear(feature, dim), gain=0.01)
+            self.log_std = nn.Parameter(torch.full((dim,), float(init_log_std)))
+        else:
+            raise TypeError(f"action space {action_space} is not supported; use Box or Discrete.")
+
+    def initial_hidden(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.hidden_size)
+
+    def forward_sequence(self, obs: torch.Tensor, starts: torch.Tensor,
+                         hidden: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """Distribution over actions for every step of (L, B) sequences, and the last hidden."""
+        x = self.body(obs)
+        if self.recurrent:
+            outs = []
+            h = hidden
+            for t in range(x.shape[0]):
+                h = h * (1.0 - starts[t].unsqueeze(-1))  # a new episode forgets the old one
+                out, hn = self.gru(x[t : t + 1], h.unsqueeze(0))
+                h = hn.squeeze(0)
+                outs.append(out)
+            x, hidden = torch.cat(outs, 0), h
+        return self.distribution(self.head(x)), hidden
+
+    def distribution(self, head: torch.Tensor) -> Distribution:
+        if self.discrete:
+            return Categorical(logits=head)
+        return Normal(head, self.log_std.exp().expand_as(head))
+
+    def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
+        """Log-probability of stored actions (..., action_size) -> (...)."""
+        if self.discrete:
+            return dist.log_prob(actions[..., 0].long())
+        return dist.log_prob(actions).sum(-1)
+
+    def entropy(self, dist: Distribution) -> torch.Tensor:
+        return dist.entropy() if self.discrete else dist.entropy().sum(-1)
+
+    def mode(self, dist: Distribution) -> torch.Tensor:
+        """The deterministic action, shaped like a stored action (..., action_size)."""
+        if self.discrete:
+            return dist.probs.argmax(-1, keepdim=True).float()
+        return dist.mean
+
+    def sample(self, dist: Distribution) -> torch.Tensor:
+        if self.discrete:
+            return dist.sample().unsqueeze(-1).float()
+        return dist.sample()
+
+
+class Critic(nn.Module):
+    """Centralised value V(s) on the global state; outputs a normalised value."""
+
+    def __init__(self, state_size: int, hidden_sizes: list[int], activation: str = "tanh"):
+        super().__init__()
+        self.body = mlp(state_size, hidden_sizes, ACTIVATIONS[activation])
+        self.head = layer_init(nn.Linear(hidden_sizes[-1], 1), gain=1.0)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(state)).squeeze(-1)
+
+
+def agent_id_onehot(num_agents: int, batch_shape: tuple[int, ...]) -> torch.Tensor:
+    """One-hot agent ids broadcast over leading dims: (*batch_shape, N, N)."""
+    eye = torch.eye(num_agents)
+    return eye.expand(*batch_shape, num_agents, num_agents)
