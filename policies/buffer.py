@@ -76,6 +76,5 @@ class RolloutBuffer:
 
         out = {name: cut(getattr(self, name)) for name in (
             "obs", "states", "actions", "log_probs", "starts", "values", "advantages", "returns")}
-        out["hiddens"] = out_h = cut(self.hiddens)[0]
-        del out_h
+        out["hiddens"] = cut(self.hiddens)[0]
         return out

@@ -187,10 +187,10 @@ class CoverageConfig(SwarmConfig):
                  f"({self.width} x {self.height} cells); use footprint <= {min(self.width, self.height)}.")
         _require(isinstance(self.patch_size, int) and self.patch_size >= 1 and self.patch_size % 2 == 1,
                  f"patch_size must be an odd integer >= 1 cells (got {self.patch_size!r}).")
-        _require(isinstance(self.summary_size, int)
-                 and 1 <= self.summary_size <= min(self.width, self.height),
-                 f"summary_size must be an integer in [1, {min(self.width, self.height)}] "
-                 f"(got {self.summary_size!r}).")
+        _require(isinstance(self.summary_size, int) and self.summary_size >= 1
+                 and self.width % self.summary_size == 0 and self.height % self.summary_size == 0,
+                 f"summary_size must be an integer >= 1 that divides width={self.width} and "
+                 f"height={self.height} (got {self.summary_size!r}).")
         self._validate_capacity()
 
 

@@ -14,8 +14,9 @@ What a drone knows:
   neighbours it heard, updated with `update_belief` once per policy tick;
 - spread: the landmark positions (the task definition).
 
-Belief maps are int8 arrays padded by a border so that egocentric patches never
-index outside, stored as the policy sees them: 1 = still to cover, 0 = covered,
+Belief maps are int8 arrays (small: the simulator keeps one per drone per
+environment) padded by a border so that egocentric patches never index outside,
+stored with the values the policy sees: 1 = still to cover, 0 = covered,
 -1 = outside the field. Create them with `new_belief`; read the interior with
 `belief_interior`; test cells with `COVERED`/`TO_COVER`.
 """
@@ -103,8 +104,8 @@ def nearest_neighbours(own_pos: np.ndarray, own_vel: np.ndarray, other_pos: np.n
     order = np.argsort(dist, axis=-1, kind="stable")[:, :take]
     rows = np.arange(dist.shape[0])[:, None]
     present = np.isfinite(dist[rows, order])[..., None]
-    flat_out[:, :take, 0:3] = np.where(present, rel_pos[rows, order] / cfg.comm_radius, 0.0)
-    flat_out[:, :take, 3:6] = np.where(present, rel_vel[rows, order] / cfg.vxy, 0.0)
+    flat_out[:, :take, 0:3] = rel_pos[rows, order] * (present / cfg.comm_radius)
+    flat_out[:, :take, 3:6] = rel_vel[rows, order] * (present / cfg.vxy)
     flat_out[:, :take, 6:7] = present
     return out
 
@@ -146,21 +147,6 @@ def inside_geofence(pos: np.ndarray, cfg: SwarmConfig) -> np.ndarray:
             & (pos[..., 2] >= cfg.altitude_min) & (pos[..., 2] <= cfg.altitude_max))
 
 
-def _footprint_offsets(cfg: CoverageConfig, row_stride: int) -> np.ndarray:
-    """Flat index offsets of the F x F footprint cells around a centre cell."""
-    r = cfg.footprint // 2
-    dy, dx = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
-    return (dy * row_stride + dx).ravel()
-
-
-def _restore_border(belief: np.ndarray, cfg: CoverageConfig) -> None:
-    pad = belief_pad(cfg)
-    belief[..., :pad, :] = OUTSIDE
-    belief[..., pad + cfg.height:, :] = OUTSIDE
-    belief[..., :, :pad] = OUTSIDE
-    belief[..., :, pad + cfg.width:] = OUTSIDE
-
-
 def mark_footprints(belief: np.ndarray, positions: np.ndarray, valid: np.ndarray | None,
                     cfg: CoverageConfig) -> None:
     """Mark the footprints of drones at `positions` as covered, in place.
@@ -183,19 +169,25 @@ def mark_footprints(belief: np.ndarray, positions: np.ndarray, valid: np.ndarray
     if rows.size == 0:
         return
     ix, iy = position_to_cell(pos[rows, drones], cfg)
-    # A drone exactly on the far edge belongs to the last cell.
+    r = cfg.footprint // 2
+    offsets = np.arange(-r, r + 1)
     pad = belief_pad(cfg)
-    centre = (np.minimum(iy, cfg.height - 1) + pad) * wp + np.minimum(ix, cfg.width - 1) + pad
-    # The border is at least as wide as the footprint radius, so every footprint cell is inside
-    # the padded map; cells that fall on the border are put back to OUTSIDE afterwards.
-    flat[rows[:, None], centre[:, None] + _footprint_offsets(cfg, wp)] = COVERED
-    _restore_border(belief, cfg)
+    # Footprint cells beyond the field edge are clipped onto the edge cells of the same
+    # footprint, which it covers anyway: every write lands inside the field.
+    cols = np.clip(ix[:, None] + offsets, 0, cfg.width - 1) + pad  # (V, F)
+    lines = (np.clip(iy[:, None] + offsets, 0, cfg.height - 1) + pad) * wp  # (V, F)
+    flat[rows[:, None, None], lines[:, :, None] + cols[:, None, :]] = COVERED
 
 
 def update_belief(belief: np.ndarray, own_pos: np.ndarray, other_pos: np.ndarray,
                   other_valid: np.ndarray | None, cfg: CoverageConfig) -> None:
     """One policy tick of belief keeping: own footprint plus footprints of neighbours heard."""
-    heard = heard_mask(own_pos, other_pos, other_valid, cfg.comm_radius)
+    _update_belief(belief, own_pos, other_pos,
+                   heard_mask(own_pos, other_pos, other_valid, cfg.comm_radius), cfg)
+
+
+def _update_belief(belief: np.ndarray, own_pos: np.ndarray, other_pos: np.ndarray,
+                   heard: np.ndarray, cfg: CoverageConfig) -> None:
     positions = np.concatenate([own_pos[..., None, :], other_pos], axis=-2)
     valid = np.concatenate([np.ones(heard.shape[:-1] + (1,), dtype=bool), heard], axis=-1)
     mark_footprints(belief, positions, valid, cfg)
@@ -219,25 +211,23 @@ def belief_patch(belief: np.ndarray, own_pos: np.ndarray, cfg: CoverageConfig) -
     return patch.astype(OBS_DTYPE).reshape(own_pos.shape[:-1] + (p * p,))
 
 
-def _block_averaging(n: int, blocks: int) -> np.ndarray:
-    """(blocks, n) matrix averaging n cells into `blocks` nearly equal blocks."""
-    edges = np.floor(np.linspace(0, n, blocks + 1)).astype(np.int64)
-    avg = np.zeros((blocks, n), dtype=OBS_DTYPE)
-    for b in range(blocks):
-        avg[b, edges[b]:edges[b + 1]] = 1.0 / (edges[b + 1] - edges[b])
-    return avg
-
-
 def belief_summary(belief: np.ndarray, cfg: CoverageConfig) -> np.ndarray:
-    """Coarse G x G summary of the whole belief: fraction of each block still to cover."""
+    """Coarse G x G summary of the whole belief: fraction of each block still to cover.
+
+    Blocks are (H/G) x (W/G) cells (the config requires G to divide both). Plain adds of
+    strided int8 views: the belief maps are read once, which is what bounds the cost.
+    """
     g = cfg.summary_size
-    h, w = cfg.height, cfg.width
-    todo = belief_interior(belief, cfg).astype(OBS_DTYPE).reshape(-1, h, w)
-    rows, cols = _block_averaging(h, g), _block_averaging(w, g)
-    # Two plain 2-D matrix products over the whole batch: average columns, then rows.
-    by_cols = (todo.reshape(-1, w) @ cols.T).reshape(-1, h, g)  # (B, H, G)
-    by_both = by_cols.transpose(0, 2, 1).reshape(-1, h) @ rows.T  # (B*G, G): [b, col, row]
-    return by_both.reshape(-1, g, g).transpose(0, 2, 1).reshape(belief.shape[:-2] + (g * g,))
+    bh, bw = cfg.height // g, cfg.width // g
+    todo = belief_interior(belief, cfg).reshape(-1, g, bh, cfg.width)
+    rows = todo[:, :, 0].astype(np.int16)  # (B, G, W): cells to cover per block row and column
+    for k in range(1, bh):
+        rows += todo[:, :, k]
+    cols = rows.reshape(-1, g, g, bw)
+    blocks = cols[..., 0].copy()  # (B, G, G)
+    for k in range(1, bw):
+        blocks += cols[..., k]
+    return (blocks.astype(OBS_DTYPE) / (bh * bw)).reshape(belief.shape[:-2] + (g * g,))
 
 
 # ----------------------------------------------------------------------------------------
@@ -264,6 +254,24 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
     real. The communication-radius filter is applied here. belief: (..., Hp, Wp)
     from `new_belief` (coverage). landmarks: (..., L, 3) (spread).
     """
+    return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
+                    update=False)
+
+
+def observe_tick(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
+                 other_pos: np.ndarray, other_vel: np.ndarray,
+                 other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
+                 landmarks: np.ndarray | None = None) -> np.ndarray:
+    """One policy tick of a drone: update its belief (coverage) from what it hears, then build
+    its observation. The simulator and the agent node both call this once per tick.
+
+    Same arguments as `build_observation`; `belief` is updated in place.
+    """
+    return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
+                    update=True)
+
+
+def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks, update):
     own_pos = np.asarray(own_pos, dtype=np.float64)
     own_vel = np.asarray(own_vel, dtype=np.float64)
     other_pos = np.asarray(other_pos, dtype=np.float64)
@@ -274,6 +282,8 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
     if isinstance(cfg, CoverageConfig):
         if belief is None:
             raise ValueError("coverage observations need the agent's belief map (see new_belief).")
+        if update:
+            _update_belief(belief, own_pos, other_pos, heard, cfg)
         parts += [belief_patch(belief, own_pos, cfg), belief_summary(belief, cfg)]
     elif isinstance(cfg, SpreadConfig):
         if landmarks is None:

@@ -69,7 +69,9 @@ class Scenario:
         """After a physics step: task reward (E,), terminated (E,), task metrics."""
         raise NotImplementedError
 
-    def observe(self, pos: np.ndarray, vel: np.ndarray, env_ids: np.ndarray) -> np.ndarray:
+    def observe_tick(self, pos: np.ndarray, vel: np.ndarray, env_ids=slice(None)) -> np.ndarray:
+        """Every drone's policy tick: update what it believes from what it hears, then its
+        observation, (E, N, D). Call once per step (and once after a reset)."""
         raise NotImplementedError
 
     def state(self, pos: np.ndarray, vel: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -104,15 +106,11 @@ class CoverageScenario(Scenario):
     def reset(self, env_ids: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
         fresh = O.new_belief(self.cfg)
         self.covered[env_ids] = fresh
-        self.belief[env_ids] = fresh
+        self.belief[env_ids] = fresh  # the first observe_tick marks what the drones see
         # Take-off position counts: drones start over the field and see below them.
         cov = self.covered[env_ids]
         O.mark_footprints(cov, pos, None, self.cfg)
         self.covered[env_ids] = cov
-        bel = self.belief[env_ids]
-        others_p, others_v = self._others(pos, np.zeros_like(pos))
-        O.update_belief(bel, pos, others_p, self.other_valid[env_ids], self.cfg)
-        self.belief[env_ids] = bel
         self.covered_count[env_ids] = self._count(env_ids)
 
     def _count(self, env_ids: np.ndarray | slice = slice(None)) -> np.ndarray:
@@ -120,8 +118,6 @@ class CoverageScenario(Scenario):
 
     def progress(self, pos):
         O.mark_footprints(self.covered, pos, None, self.cfg)
-        others_p, _ = self._others(pos, pos)
-        O.update_belief(self.belief, pos, others_p, self.other_valid, self.cfg)
         count = self._count()
         newly = count - self.covered_count
         self.covered_count = count
@@ -129,10 +125,16 @@ class CoverageScenario(Scenario):
         terminated = count >= self.cells
         return reward, terminated, {"coverage": count / self.cells}
 
-    def observe(self, pos, vel, env_ids=slice(None)):
+    def observe_tick(self, pos, vel, env_ids=slice(None)):
         others_p, others_v = self._others(pos, vel)
-        return O.build_observation(self.cfg, pos, vel, others_p, others_v,
-                                   self.other_valid[env_ids], belief=self.belief[env_ids])
+        if isinstance(env_ids, slice):
+            return O.observe_tick(self.cfg, pos, vel, others_p, others_v, self.other_valid[env_ids],
+                                  belief=self.belief[env_ids])
+        belief = self.belief[env_ids]  # a copy (fancy index): write it back after the update
+        obs = O.observe_tick(self.cfg, pos, vel, others_p, others_v, self.other_valid[env_ids],
+                             belief=belief)
+        self.belief[env_ids] = belief
+        return obs
 
     @property
     def state_size(self) -> int:
@@ -168,9 +170,9 @@ class SpreadScenario(Scenario):
         terminated = np.zeros(self.num_envs, dtype=bool)
         return reward, terminated, {"mean_landmark_distance": dist.mean(axis=1)}
 
-    def observe(self, pos, vel, env_ids=slice(None)):
+    def observe_tick(self, pos, vel, env_ids=slice(None)):
         others_p, others_v = self._others(pos, vel)
-        return O.build_observation(self.cfg, pos, vel, others_p, others_v,
+        return O.observe_tick(self.cfg, pos, vel, others_p, others_v,
                                    self.other_valid[env_ids],
                                    landmarks=self.landmarks[env_ids][:, None])
 

@@ -111,7 +111,7 @@ class VecEnv:
             self.rng = np.random.default_rng(seed)
         self._reset_envs(np.arange(self.num_envs))
         self._needs_reset = False
-        return self.scenario.observe(self._pos, self._vel), self._metrics()
+        return self.scenario.observe_tick(self._pos, self._vel), self._metrics()
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
         pos = start_positions(self.cfg, self.rng, len(env_ids))
@@ -152,7 +152,7 @@ class VecEnv:
         infos["collisions"] = collisions
         infos["geofence_violations"] = outside
         infos["done"] = done
-        obs = self.scenario.observe(self._pos, self._vel)
+        obs = self.scenario.observe_tick(self._pos, self._vel)
         if done.any():
             infos["final_obs"] = obs.copy()
             infos["final_state"] = self.state()
@@ -163,7 +163,7 @@ class VecEnv:
             if self.autoreset:
                 ids = np.flatnonzero(done)
                 self._reset_envs(ids)
-                obs[ids] = self.scenario.observe(self._pos[ids], self._vel[ids], ids)
+                obs[ids] = self.scenario.observe_tick(self._pos[ids], self._vel[ids], ids)
             else:
                 self._needs_reset = True
         n = self.num_agents

@@ -1,0 +1,53 @@
+"""CTDE learning for drone swarms: the on-policy family (MAPPO, HAPPO, HATRPO, HAA2C).
+
+    import policies
+    policy = policies.train("mappo", "coverage", 200_000, config={"env": {"num_drones": 2}})
+    actions = policy.act(observations)          # dict agent -> action, deterministic
+    policy.save("runs/x/policy.pt"); policy = policies.load("runs/x/policy.pt")
+
+`env_fn` is either
+- a sim scenario name ("coverage", "spread"): the fast path, `sim.make_vec_env` with
+  `trainer.num_envs` environments, `trainer.backend` dynamics and the config's `env`
+  section as scenario parameters; or
+- a function returning any PettingZoo `ParallelEnv` with Box observations and Box or
+  Discrete actions. `trainer.num_envs` copies are stepped in turn. The team reward is
+  the mean of the agents' rewards, the critic's state is `env.state()` or, where the env
+  does not implement it, the concatenation of all agents' observations. Heterogeneous
+  agents need `algo.share_params: false` (the default of every algorithm but MAPPO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from policies.policy import TrainedPolicy, load
+
+ALGORITHM_NAMES = ("mappo", "happo", "hatrpo", "haa2c")
+
+
+def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed: int = 0,
+          config: dict[str, Any] | str | Path | None = None, out_dir: str | Path | None = None,
+          overrides: list[str] | None = None, resume: bool = False) -> TrainedPolicy:
+    """Train `algo` for `total_steps` env steps (one env step = one joint step of one env).
+
+    config: a dict or YAML path with sections env/trainer/algo, merged over the YAML
+    defaults (see `policies.config`). out_dir: where the run writes its config,
+    checkpoints, TensorBoard logs and policy; None writes nothing. resume: continue the
+    run in out_dir from its last checkpoint, with the config saved there.
+    """
+    from policies.config import read_yaml, resolve_config
+    from policies.trainer import Trainer
+
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs out_dir, the folder of the run to continue.")
+        resolved = read_yaml(Path(out_dir) / "config.yaml")
+    else:
+        scenario = env_fn if isinstance(env_fn, str) else None
+        resolved = resolve_config(algo, scenario, config, overrides, seed=seed)
+    return Trainer(resolved, env_fn, out_dir, resume=resume).train(total_steps)
+
+
+__all__ = ["ALGORITHM_NAMES", "TrainedPolicy", "load", "train"]

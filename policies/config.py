@@ -1,0 +1,154 @@
+"""The one config loader: YAML defaults per algorithm and scenario, merged with overrides.
+
+Resolution order (later wins):
+  1. the dataclass defaults (`TrainerConfig`, the algorithm's config class);
+  2. `policies/configs/<algo>.yaml`;
+  3. `policies/configs/<scenario>.yaml` (its `env`, `trainer`, `algo` sections, then the
+     section named after the algorithm, e.g. `mappo: {algo: {...}}`), when training on a
+     sim scenario;
+  4. the user's config (a dict or a YAML path) given to `policies.train`;
+  5. `key=value` overrides (CLI). A key is `section.name` (`algo.lr_actor=3e-4`,
+     `trainer.num_envs=64`, `env.num_drones=2`) or a bare name that belongs to exactly
+     one section. Values are parsed as YAML (`true`, `1e-3`, `[64, 64]`).
+
+The resolved dict has `algorithm`, `scenario`, `seed`, and the sections `env`
+(scenario parameters), `trainer` and `algo`; it is saved as `<run>/config.yaml`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+SECTIONS = ("env", "trainer", "algo")
+
+
+@dataclass
+class TrainerConfig:
+    """How training runs (not what is learned)."""
+
+    num_envs: int = 16
+    rollout_steps: int = 64  # policy steps per env between updates
+    backend: str = "fast"  # sim scenarios only: dynamics backend for training
+    checkpoint_every: int = 20  # updates; also where envs restart (exact resume)
+    normalize_obs: bool = True
+    normalize_state: bool = True
+    progress: bool = True  # rich progress bar
+    tensorboard: bool = True
+    torch_threads: int = 1
+
+    def validate(self) -> None:
+        for name in ("num_envs", "rollout_steps", "checkpoint_every", "torch_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"trainer.{name} must be >= 1 (got {getattr(self, name)}).")
+        if self.backend not in ("fast", "pybullet"):
+            raise ValueError(f"trainer.backend must be fast or pybullet (got {self.backend!r}).")
+
+
+def trainer_config(data: dict[str, Any]) -> TrainerConfig:
+    valid = {f.name for f in dataclasses.fields(TrainerConfig)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ValueError(f"unknown trainer key {unknown[0]!r}; valid keys: {', '.join(sorted(valid))}.")
+    cfg = TrainerConfig(**data)
+    cfg.validate()
+    return cfg
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist; check the path.")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of sections (env, trainer, algo).")
+    return data
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; `extra` wins, nested dicts merge key by key."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(items: list[str], known: dict[str, set[str]]) -> dict[str, Any]:
+    """`["algo.lr_actor=3e-4", "num_envs=64"]` -> nested dict; `known` maps section -> keys."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value; write e.g. algo.lr_actor=3e-4.")
+        key, text = item.split("=", 1)
+        value = yaml.safe_load(text)
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in SECTIONS:
+                raise ValueError(f"override {item!r}: section must be one of {', '.join(SECTIONS)}.")
+        elif key == "seed":
+            out["seed"] = value
+            continue
+        else:
+            owners = [s for s in SECTIONS if key in known.get(s, set())]
+            if len(owners) != 1:
+                where = "no section" if not owners else f"sections {', '.join(owners)}"
+                raise ValueError(f"override {item!r}: {key!r} belongs to {where}; write it as "
+                                 "section.key (env., trainer. or algo.).")
+            section, name = owners[0], key
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] | str | Path | None,
+                   overrides: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
+    """The complete config for a run (see the module docstring for the order)."""
+    from policies.algos import ALGORITHMS
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}.")
+    algo_cls = ALGORITHMS[algorithm].config_class
+    resolved: dict[str, Any] = {"algorithm": algorithm, "scenario": scenario, "seed": seed,
+                                "env": {}, "trainer": dataclasses.asdict(TrainerConfig()),
+                                "algo": algo_cls().to_dict()}
+    algo_file = CONFIG_DIR / f"{algorithm}.yaml"
+    if algo_file.exists():
+        resolved = merge(resolved, {k: v for k, v in read_yaml(algo_file).items() if k in SECTIONS})
+    if scenario is not None and (CONFIG_DIR / f"{scenario}.yaml").exists():
+        data = read_yaml(CONFIG_DIR / f"{scenario}.yaml")
+        resolved = merge(resolved, {k: v for k, v in data.items() if k in SECTIONS})
+        resolved = merge(resolved, data.get(algorithm, {}) or {})
+    if isinstance(config, str | Path):
+        config = read_yaml(config)
+    if config:
+        unknown = sorted(set(config) - set(SECTIONS) - {"seed", "algorithm", "scenario"})
+        if unknown:
+            raise ValueError(f"unknown config section {unknown[0]!r}; use env, trainer, algo.")
+        resolved = merge(resolved, {k: v for k, v in config.items()
+                                    if k not in ("algorithm", "scenario")})
+    if overrides:
+        known = {"trainer": set(resolved["trainer"]), "algo": set(resolved["algo"])}
+        if scenario is not None:
+            from sim import SCENARIOS
+
+            known["env"] = {f.name for f in dataclasses.fields(SCENARIOS[scenario])}
+        resolved = merge(resolved, parse_overrides(overrides, known))
+    # Validate now, so a typo fails before any environment is built.
+    trainer_config(resolved["trainer"])
+    algo_cls.from_dict(resolved["algo"])
+    return resolved
+
+
+def save_config(resolved: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    tmp.replace(path)

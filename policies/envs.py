@@ -1,0 +1,205 @@
+"""Environments as the trainer sees them: batched arrays (E envs, N agents).
+
+Two sources, one interface (`BatchedEnv`):
+- `SimVecEnv` wraps `sim.make_vec_env` (the fast path: one numpy call steps all envs);
+- `ParallelEnvBatch` runs E copies of any PettingZoo `ParallelEnv` with Box
+  observations and Box or Discrete actions, one after the other.
+
+Interface: `reset(seed) -> obs (E, N, D)`; `step(actions (E, N, A) float) -> obs,
+team_reward (E,), terminated (E,), truncated (E,), infos`; `state() -> (E, S)`.
+Finished environments are reset inside `step`; `infos["final_obs"]` and
+`infos["final_state"]` hold the last observation/state of the rows where
+`infos["done"]`. Episode metrics reported by the env (e.g. "coverage") come as
+(E,) arrays.
+
+Conventions for user environments (documented in `policies.train`):
+- the team reward is the mean of the agents' rewards (cooperative tasks give every
+  agent the same reward, so this is that reward);
+- the global state is `env.state()`; when the env does not implement it, the
+  fallback is the concatenation of all agents' (padded) observations;
+- agents may differ in observation and action spaces; observations are zero-padded
+  to the widest, actions to the widest (a Discrete action is one column);
+- an episode ends when every agent is terminated or truncated (or `env.agents`
+  empties); it counts as terminated if any agent terminated, else as truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from policies.networks import action_size
+
+EPISODE_METRICS = ("coverage", "mean_landmark_distance")
+
+
+@dataclass
+class EnvSpec:
+    """What the learner needs to know about an environment."""
+
+    agents: list[str]
+    observation_spaces: list[spaces.Box]
+    action_spaces: list[spaces.Space]
+    state_size: int
+    num_envs: int
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agents)
+
+    @property
+    def obs_sizes(self) -> list[int]:
+        return [int(np.prod(s.shape)) for s in self.observation_spaces]
+
+    @property
+    def obs_size(self) -> int:
+        return max(self.obs_sizes)
+
+    @property
+    def action_size(self) -> int:
+        return max(action_size(s) for s in self.action_spaces)
+
+    @property
+    def homogeneous(self) -> bool:
+        first_o, first_a = self.observation_spaces[0], self.action_spaces[0]
+        return all(o == first_o for o in self.observation_spaces) and all(
+            a == first_a for a in self.action_spaces)
+
+
+def to_env_action(space: spaces.Space, action: np.ndarray) -> Any:
+    """A stored action row (A_max,) -> what `space` accepts (clipped Box / int index)."""
+    if isinstance(space, spaces.Discrete):
+        return int(action[0])
+    dim = int(np.prod(space.shape))
+    return np.clip(action[:dim], space.low.ravel(), space.high.ravel()).reshape(space.shape).astype(
+        space.dtype)
+
+
+class SimVecEnv:
+    """`sim.make_vec_env` as a `BatchedEnv`."""
+
+    def __init__(self, venv: Any):
+        self.venv = venv
+        self.num_envs = venv.num_envs
+        self.cfg = venv.cfg
+        n = venv.num_agents
+        self.spec = EnvSpec(agents=list(venv.agents), observation_spaces=[venv.observation_space] * n,
+                            action_spaces=[venv.action_space] * n,
+                            state_size=int(venv.state_space.shape[0]), num_envs=venv.num_envs)
+        self.discrete = isinstance(venv.action_space, spaces.Discrete)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs, _ = self.venv.reset(seed=seed)
+        return obs
+
+    def step(self, actions: np.ndarray):
+        act = actions[..., 0].astype(np.int64) if self.discrete else np.clip(actions, -1.0, 1.0)
+        obs, rew, term, trunc, infos = self.venv.step(act)
+        return obs, rew[:, 0], term.all(axis=1), trunc.all(axis=1), infos
+
+    def state(self) -> np.ndarray:
+        return self.venv.state()
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+class ParallelEnvBatch:
+    """E copies of a PettingZoo ParallelEnv as a `BatchedEnv` (see module docstring)."""
+
+    def __init__(self, env_fn: Callable[[], Any], num_envs: int):
+        self.envs = [env_fn() for _ in range(num_envs)]
+        self.num_envs = num_envs
+        env = self.envs[0]
+        self.agents = list(env.possible_agents)
+        obs_spaces = [env.observation_space(a) for a in self.agents]
+        for a, s in zip(self.agents, obs_spaces, strict=True):
+            if not isinstance(s, spaces.Box):
+                raise TypeError(f"observation space of {a} is {s}; the trainer needs gymnasium Box "
+                                "observations (flatten other spaces with a wrapper).")
+        act_spaces = [env.action_space(a) for a in self.agents]
+        for a, s in zip(self.agents, act_spaces, strict=True):
+            action_size(s)  # raises one clear sentence for unsupported spaces
+            if not isinstance(s, spaces.Box | spaces.Discrete):
+                raise TypeError(f"action space of {a} is {s}; use Box or Discrete.")
+        self.obs_sizes = [int(np.prod(s.shape)) for s in obs_spaces]
+        self.obs_size = max(self.obs_sizes)
+        self.rng = np.random.default_rng()
+        env.reset(seed=0)
+        self.has_state = self._try_state(env) is not None
+        state_size = (int(np.prod(self._try_state(env).shape)) if self.has_state
+                      else self.obs_size * len(self.agents))
+        self.spec = EnvSpec(agents=self.agents, observation_spaces=obs_spaces,
+                            action_spaces=act_spaces, state_size=state_size, num_envs=num_envs)
+        self._obs = np.zeros((num_envs, len(self.agents), self.obs_size), np.float32)
+
+    @staticmethod
+    def _try_state(env: Any) -> np.ndarray | None:
+        try:
+            state = env.state()
+        except (NotImplementedError, AttributeError):
+            return None
+        return None if state is None else np.asarray(state, np.float32).ravel()
+
+    def _pack(self, i: int, obs: dict) -> None:
+        for j, a in enumerate(self.agents):
+            if a in obs:  # an agent that has left keeps its last observation
+                self._obs[i, j, : self.obs_sizes[j]] = np.asarray(obs[a], np.float32).ravel()
+
+    def _reset_one(self, i: int) -> None:
+        obs, _ = self.envs[i].reset(seed=int(self.rng.integers(2**31)))
+        self._obs[i] = 0.0
+        self._pack(i, obs)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        self.rng = np.random.default_rng(seed)
+        for i in range(self.num_envs):
+            self._reset_one(i)
+        return self._obs.copy()
+
+    def _state_of(self, i: int) -> np.ndarray:
+        if self.has_state:
+            return np.asarray(self.envs[i].state(), np.float32).ravel()
+        return self._obs[i].ravel()
+
+    def state(self) -> np.ndarray:
+        return np.stack([self._state_of(i) for i in range(self.num_envs)])
+
+    def step(self, actions: np.ndarray):
+        e = self.num_envs
+        rew, term, trunc = np.zeros(e, np.float32), np.zeros(e, bool), np.zeros(e, bool)
+        done = np.zeros(e, bool)
+        final_obs = np.zeros_like(self._obs)
+        final_state = np.zeros((e, self.spec.state_size), np.float32)
+        metrics: dict[str, np.ndarray] = {}
+        for i, env in enumerate(self.envs):
+            live = list(env.agents)
+            act = {a: to_env_action(self.spec.action_spaces[j], actions[i, j])
+                   for j, a in enumerate(self.agents) if a in live}
+            obs, r, te, tr, info = env.step(act)
+            self._pack(i, obs)
+            rew[i] = float(np.mean([r[a] for a in r])) if r else 0.0
+            first = info.get(live[0], {}) if live else {}
+            for key in EPISODE_METRICS:
+                if key in first:
+                    metrics.setdefault(key, np.zeros(e))[i] = float(first[key])
+            ended = not env.agents or all(te.get(a, False) or tr.get(a, False) for a in live)
+            if ended:
+                done[i] = True
+                term[i] = any(te.get(a, False) for a in live)
+                trunc[i] = not term[i]
+                final_obs[i] = self._obs[i]
+                final_state[i] = self._state_of(i)
+                self._reset_one(i)
+        infos: dict[str, np.ndarray] = {"done": done, **metrics}
+        if done.any():
+            infos["final_obs"], infos["final_state"] = final_obs, final_state
+        return self._obs.copy(), rew, term, trunc, infos
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
