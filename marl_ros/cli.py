@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         steps += 1
     wall = time.perf_counter() - start
     out = Path(args.out)
-    png = save_coverage_png(out / "coverage.png", env.cfg, env._vec.scenario.covered[0],
+    png = save_coverage_png(out / "coverage.png", env.cfg, env.covered_map,
                             env.trajectories,
                             f"lawnmower, {args.num_drones} drones: {100 * info['coverage']:.1f}% "
                             f"in {steps} steps")

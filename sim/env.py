@@ -95,6 +95,12 @@ class DroneSwarmEnv(ParallelEnv):
         return self._vec.positions[0]
 
     @property
+    def covered_map(self) -> np.ndarray | None:
+        """Ground-truth coverage (padded map, see sim.obs), or None for other scenarios."""
+        covered = getattr(self._vec.scenario, "covered", None)
+        return None if covered is None else covered[0].copy()
+
+    @property
     def trajectories(self) -> np.ndarray:
         """Positions of every drone at every step so far: (T + 1, N, 3)."""
         return np.array(self._trails)
