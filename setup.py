@@ -43,7 +43,6 @@ setup(
     maintainer_email="marl-ros@example.org",
     description="Cooperative multi-agent RL for drone swarms: PyBullet training, ONNX export, ROS 2 deployment.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "marl-ros = marl_ros.cli:main",

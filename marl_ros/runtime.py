@@ -1,0 +1,240 @@
+"""The torch-free policy runtime: load a bundle, check it, run it with onnxruntime.
+
+    policy = OnnxPolicy.load("policies/zoo/coverage_4")       # validates the bundle
+    setpoint = policy.act(observation, "drone_0")              # (vx, vy, vz, yaw_rate)
+
+`load` refuses a bundle that does not match what this code would build: files
+missing or altered (checksums), ONNX inputs/outputs other than the metadata says,
+an observation hash other than `sim/obs.py` computes for the bundle's scenario, or
+(given `config`) a node configuration whose observation differs from training.
+Each refusal is one `BundleError` sentence naming the field and both values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+BUNDLE_FILE = "policy.yaml"
+SUPPORTED_FORMAT = 1
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class BundleError(ValueError):
+    """A policy bundle that cannot be used; the message says what and how to fix it."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_bundle_metadata(bundle_dir: str | Path) -> dict[str, Any]:
+    bundle = Path(bundle_dir)
+    meta_path = bundle / BUNDLE_FILE
+    if not bundle.is_dir():
+        raise BundleError(f"policy bundle {bundle} does not exist; pass the folder written by "
+                          "`marl-ros export`.")
+    if not meta_path.is_file():
+        raise BundleError(f"{meta_path} is missing; a bundle folder holds policy.yaml and its "
+                          "ONNX model(s) (re-export it with `marl-ros export`).")
+    try:
+        meta = yaml.safe_load(meta_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise BundleError(f"{meta_path} is not valid YAML ({err.__class__.__name__}); "
+                          "re-export the bundle.") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path} does not hold a mapping; re-export the bundle.")
+    for key in ("format", "agents", "models", "checksums", "onnx", "observation", "action"):
+        if key not in meta:
+            raise BundleError(f"{meta_path} has no '{key}' field; re-export the bundle.")
+    if meta["format"] != SUPPORTED_FORMAT:
+        raise BundleError(f"policy.yaml field format is {meta['format']!r} but this runtime reads "
+                          f"{SUPPORTED_FORMAT}; re-export with this version.")
+    return meta
+
+
+def choose_providers(provider: str = "auto") -> list[str]:
+    """onnxruntime execution providers: CUDA where onnxruntime-gpu sees a GPU, else CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider == "auto":
+        return ([PROVIDERS["cuda"]] if PROVIDERS["cuda"] in available else []) + [PROVIDERS["cpu"]]
+    if provider not in PROVIDERS:
+        raise BundleError(f"execution provider {provider!r} is unknown; choose auto, cpu or cuda.")
+    if PROVIDERS[provider] not in available:
+        raise BundleError(f"execution provider {provider!r} is not available in this onnxruntime "
+                          f"(has {', '.join(available)}); install onnxruntime-gpu or use cpu.")
+    return [PROVIDERS[provider]]
+
+
+def _config_mismatch(trained: dict[str, Any], node: dict[str, Any]) -> str | None:
+    for key in sorted(set(trained) | set(node)):
+        if trained.get(key) != node.get(key):
+            return (f"the bundle was trained with {key}={trained.get(key)!r} but this node is "
+                    f"configured with {key}={node.get(key)!r}; set {key} to "
+                    f"{trained.get(key)!r} or use a policy trained for {node.get(key)!r}.")
+    return None
+
+
+class OnnxPolicy:
+    """A validated bundle with one onnxruntime session per distinct model file."""
+
+    def __init__(self, bundle_dir: Path, meta: dict[str, Any], sessions: dict[str, Any]):
+        self.bundle_dir = bundle_dir
+        self.meta = meta
+        self.agents: list[str] = list(meta["agents"])
+        self._sessions = sessions  # model file -> session
+        self.inputs: list[str] = list(meta["onnx"]["inputs"])
+        self.outputs: list[str] = list(meta["onnx"]["outputs"])
+        rec = meta.get("recurrent")
+        self.hidden_size = int(rec["shape"][0]) if rec else 0
+        self.discrete = meta["action"]["mode"] == "discrete"
+        self.obs_sizes: dict[str, int] = {a: int(s) for a, s in meta["observation"]["sizes"].items()}
+        self._hidden: dict[str, np.ndarray] = {}
+        self.config = None
+        if "scenario" in meta:
+            from sim.config import config_from_dict
+
+            self.config = config_from_dict(meta["scenario"])
+
+    @property
+    def policy_rate_hz(self) -> float | None:
+        return self.meta.get("policy_rate_hz")
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return dict(self.meta.get("provenance") or {})
+
+    # -- loading --------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, bundle_dir: str | Path, *, config: Any = None, provider: str = "auto",
+             threads: int = 1) -> OnnxPolicy:
+        """Load and validate a bundle.
+
+        config: the node's scenario configuration (`sim.config.SwarmConfig`); every
+        parameter the observation depends on must equal the bundle's. provider: "auto"
+        (CUDA when available, else CPU), "cpu" or "cuda". threads: onnxruntime intra-op
+        threads; 1 suits one node per robot.
+        """
+        import onnxruntime as ort
+
+        bundle = Path(bundle_dir)
+        meta = read_bundle_metadata(bundle)
+        for agent in meta["agents"]:
+            if agent not in meta["models"]:
+                raise BundleError(f"policy.yaml lists agent {agent} but no model for it under "
+                                  "'models'; re-export the bundle.")
+        files = sorted(set(meta["models"].values()))
+        for name in files:
+            path = bundle / name
+            if not path.is_file():
+                raise BundleError(f"{path} is missing from the bundle; copy the whole bundle "
+                                  "folder or re-export it.")
+            expected = meta["checksums"].get(name)
+            actual = _sha256(path)
+            if expected != actual:
+                raise BundleError(f"checksum of {name} is {actual[:12]}... but policy.yaml "
+                                  f"says {str(expected)[:12]}...; the file is corrupt or was "
+                                  "changed after export (re-export the bundle).")
+        cls._check_observation(meta, config)
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = choose_providers(provider)
+        sessions = {}
+        for name in files:
+            try:
+                sessions[name] = ort.InferenceSession(str(bundle / name), options,
+                                                      providers=providers)
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise BundleError(f"{bundle / name} is not a loadable ONNX model "
+                                  f"({str(err).splitlines()[0][:120]}); re-export the "
+                                  "bundle.") from None
+            cls._check_io(meta, name, sessions[name])
+        return cls(bundle, meta, sessions)
+
+    @staticmethod
+    def _check_observation(meta: dict[str, Any], config: Any) -> None:
+        if "scenario" not in meta:
+            if config is not None:
+                raise BundleError("the bundle was not trained in a marl_ros scenario, so it "
+                                  "cannot be checked against a node configuration.")
+            return
+        from sim.config import ConfigError, config_from_dict
+        from sim.obs import observation_hash
+
+        try:
+            trained = config_from_dict(meta["scenario"])
+        except ConfigError as err:
+            raise BundleError(f"policy.yaml scenario is invalid: {err}") from None
+        built = observation_hash(trained)
+        stored = meta["observation"].get("hash")
+        if stored != built:
+            raise BundleError(f"policy.yaml field observation.hash is {stored!r} but sim/obs.py "
+                              f"builds {built!r} for the bundle's scenario; the observation code "
+                              "changed since export (retrain and re-export).")
+        if config is not None:
+            if observation_hash(config) != built:
+                problem = _config_mismatch(trained.observation_params(),
+                                           config.observation_params())
+                raise BundleError(problem or "the node's observation differs from the bundle's.")
+
+    @staticmethod
+    def _check_io(meta: dict[str, Any], name: str, session: Any) -> None:
+        got_in = [i.name for i in session.get_inputs()]
+        got_out = [o.name for o in session.get_outputs()]
+        if got_in != meta["onnx"]["inputs"]:
+            raise BundleError(f"{name} inputs are {got_in} but policy.yaml onnx.inputs says "
+                              f"{meta['onnx']['inputs']}; re-export the bundle.")
+        if got_out != meta["onnx"]["outputs"]:
+            raise BundleError(f"{name} outputs are {got_out} but policy.yaml onnx.outputs says "
+                              f"{meta['onnx']['outputs']}; re-export the bundle.")
+        obs_width = session.get_inputs()[0].shape[-1]
+        sizes = {meta["observation"]["sizes"][a] for a, f in meta["models"].items() if f == name}
+        if isinstance(obs_width, int) and sizes != {obs_width}:
+            raise BundleError(f"{name} takes observations of size {obs_width} but policy.yaml "
+                              f"observation.sizes says {sorted(sizes)}; re-export the bundle.")
+
+    # -- acting ---------------------------------------------------------------------------------
+    def reset(self, agent_id: str | None = None) -> None:
+        """Forget recurrent state (all agents, or one)."""
+        if agent_id is None:
+            self._hidden.clear()
+        else:
+            self._hidden.pop(agent_id, None)
+
+    def run(self, obs: np.ndarray, agent_id: str) -> dict[str, np.ndarray]:
+        """All graph outputs for a batch of observations (B, D) of one agent id."""
+        if agent_id not in self.obs_sizes:
+            raise KeyError(f"unknown agent {agent_id!r}; the bundle has {', '.join(self.agents)}.")
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.ndim == 1:
+            obs = obs[None]
+        if obs.shape[-1] != self.obs_sizes[agent_id]:
+            raise ValueError(f"observation for {agent_id} has {obs.shape[-1]} values but the "
+                             f"policy expects {self.obs_sizes[agent_id]}.")
+        feeds = {"obs": obs}
+        if self.hidden_size:
+            h = self._hidden.get(agent_id)
+            if h is None or h.shape[0] != obs.shape[0]:
+                h = np.zeros((obs.shape[0], self.hidden_size), dtype=np.float32)
+            feeds["h_in"] = h
+        session = self._sessions[self.meta["models"][agent_id]]
+        values = dict(zip(self.outputs, session.run(None, feeds), strict=True))
+        if self.hidden_size:
+            self._hidden[agent_id] = values["h_out"]
+        return values
+
+    def act(self, obs: np.ndarray, agent_id: str) -> np.ndarray:
+        """The velocity setpoint (vx, vy, vz, yaw_rate) for one observation (D,), or the raw
+        action for bundles trained outside marl_ros scenarios."""
+        values = self.run(obs, agent_id)
+        key = "setpoint" if "setpoint" in values else "action"
+        return values[key][0]
