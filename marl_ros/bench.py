@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -11,6 +13,8 @@ from rich.table import Table
 
 import sim
 from sim.scripted import random_walk_actions
+
+SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "zoo" / "coverage_4"
 
 
 def _rate(work: Callable[[], int], seconds: float) -> float:
@@ -93,5 +97,85 @@ def bench_sim(seconds: float = 3.0, console: Console | None = None) -> dict[str,
         table.add_row(f"fast backend, 4 agents, {e} envs: env steps/s", f"{rate:,.0f}",
                       f"{base:,.0f} (1 env)", f"{rate / base:.1f}",
                       ">= 130,000" if e == 512 else "")
+    console.print(table)
+    return results
+
+
+def _latencies_us(fn: Callable[[], object], repeats: int) -> np.ndarray:
+    for _ in range(50):  # warm-up
+        fn()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - start
+    return out * 1e6
+
+
+def _random_policy(recurrent: bool, seed: int = 0):
+    """A default-architecture coverage policy with random weights (timing does not depend on
+    the weights)."""
+    import torch
+
+    from policies.normalization import ObservationNormalizer
+    from policies.policy import TrainedPolicy, build_actors
+
+    torch.manual_seed(seed)
+    venv = sim.make_vec_env("coverage", 1)
+    network = {"hidden_sizes": [128, 128], "activation": "tanh", "recurrent": recurrent,
+               "gru_size": 64, "init_log_std": -0.5}
+    n = venv.num_agents
+    actors = build_actors([venv.observation_space] * n, [venv.action_space] * n, True, 0, network)
+    norm = ObservationNormalizer((venv.observation_size,))
+    meta = {"algorithm": "mappo", "seed": seed, "global_step": 0, "env_config": venv.cfg.to_dict()}
+    return TrainedPolicy(venv.agents, [venv.observation_space] * n, [venv.action_space] * n,
+                         actors, norm, True, 0, network, meta)
+
+
+def bench_infer(repeats: int = 2000, bundle: str | None = None,
+                console: Console | None = None) -> dict[str, float]:
+    """Batch-1 latency of the same actor graph in torch eager and in onnxruntime."""
+    import tempfile
+
+    import torch
+
+    import policies
+    from marl_ros.runtime import OnnxPolicy
+    from policies.export import export_bundle, exported_actor
+
+    torch.set_num_threads(1)
+    console = console or Console()
+    cases = []
+    shipped = Path(bundle) if bundle else SHIPPED_BUNDLE
+    if (shipped / "policy.pt").is_file():
+        cases.append((f"shipped policy ({shipped.name})", policies.load(shipped / "policy.pt")))
+    else:
+        cases.append(("MLP actor 128x128 (random weights; no shipped policy.pt)",
+                      _random_policy(recurrent=False)))
+    cases.append(("GRU actor 128x128 + GRU 64 (random weights)", _random_policy(recurrent=True)))
+
+    table = Table(title=f"marl-ros bench infer (batch 1, {repeats} calls each)")
+    for col in ("policy", "torch eager p50/p99 [us]", "onnxruntime p50/p99 [us]",
+                "onnx / torch (p50)", "target"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    results: dict[str, float] = {}
+    for name, policy in cases:
+        module = exported_actor(policy, 0)
+        obs = torch.zeros(1, policy.obs_sizes[0])
+        args = (obs,) + ((torch.zeros(1, module.actor.hidden_size),) if module.actor.recurrent
+                         else ())
+        with torch.no_grad():
+            t_torch = _latencies_us(partial(module, *args), repeats)
+        with tempfile.TemporaryDirectory() as tmp:
+            runtime = OnnxPolicy.load(export_bundle(policy, tmp), provider="cpu")
+            x = np.zeros(policy.obs_sizes[0], np.float32)
+            agent = policy.agents[0]
+            t_onnx = _latencies_us(partial(runtime.run, x, agent), repeats)
+        p50_t, p99_t = np.percentile(t_torch, [50, 99])
+        p50_o, p99_o = np.percentile(t_onnx, [50, 99])
+        ratio = p50_o / p50_t
+        results[name] = ratio
+        table.add_row(name, f"{p50_t:.1f} / {p99_t:.1f}", f"{p50_o:.1f} / {p99_o:.1f}",
+                      f"{ratio:.2f}", "<= 0.33")
     console.print(table)
     return results
