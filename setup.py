@@ -1,6 +1,7 @@
 """ament_python package for marl_ros: the Python library and the ROS 2 nodes in one install."""
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -20,6 +21,9 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/assets", glob("sim/assets/*.urdf")),
+    ] + [  # shipped policy bundles, found by marl_ros.runtime.default_bundle when installed
+        ("share/" + package_name + "/zoo/" + Path(bundle).name, glob(bundle + "/*"))
+        for bundle in sorted(glob("policies/zoo/*")) if Path(bundle).is_dir()
     ],
     python_requires=">=3.10",
     install_requires=[
@@ -46,6 +50,11 @@ setup(
     entry_points={
         "console_scripts": [
             "marl-ros = marl_ros.cli:main",
+            # ROS 2 node executables (lib/marl_ros with colcon, for `ros2 run` and launch).
+            "agent_node = marl_ros.nodes.agent_node:main",
+            "sim_node = marl_ros.nodes.sim_node:main",
+            "monitor_node = marl_ros.nodes.monitor_node:main",
+            "swarm_agents = marl_ros.nodes.swarm_agents:main",
         ],
     },
 )

@@ -12,9 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 import sim
+from marl_ros.runtime import SHIPPED_BUNDLE
 from sim.scripted import random_walk_actions
-
-SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "zoo" / "coverage_4"
 
 
 def _rate(work: Callable[[], int], seconds: float) -> float:

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 BUNDLE_FILE = "policy.yaml"
+SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "zoo" / "coverage_4"
 SUPPORTED_FORMAT = 1
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -238,3 +239,31 @@ class OnnxPolicy:
         values = self.run(obs, agent_id)
         key = "setpoint" if "setpoint" in values else "action"
         return values[key][0]
+
+
+def default_bundle() -> str:
+    """The shipped coverage policy: the source tree's, else the installed share/marl_ros one."""
+    if SHIPPED_BUNDLE.is_dir():
+        return str(SHIPPED_BUNDLE)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return str(Path(get_package_share_directory("marl_ros")) / "zoo" / "coverage_4")
+    except Exception:  # no ament index: report the source path in the error that follows
+        return str(SHIPPED_BUNDLE)
+
+
+def load_swarm_config(bundle: str | Path, num_drones: int, comm_radius: float = 0.0):
+    """The scenario configuration a node runs with: the bundle's, with this swarm's size and,
+    if given, the node's communication radius (which `OnnxPolicy.load` then checks)."""
+    from sim.config import config_from_dict
+
+    meta = read_bundle_metadata(bundle)
+    if "scenario" not in meta:
+        raise BundleError(f"{bundle} was not trained in a marl_ros scenario; the nodes need a "
+                          "bundle exported from `marl-ros train`.")
+    params = dict(meta["scenario"])
+    params["num_drones"] = num_drones
+    if comm_radius > 0:
+        params["comm_radius"] = comm_radius
+    return config_from_dict(params)

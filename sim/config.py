@@ -167,6 +167,9 @@ class CoverageConfig(SwarmConfig):
     summary_size: int = 5
 
     scenario = "coverage"
+    # A coverage observation has the same layout and meaning for any swarm size (K nearest
+    # neighbours), so a policy trained with 4 drones may fly 16.
+    SIM_ONLY = SwarmConfig.SIM_ONLY + ("num_drones",)
 
     @property
     def field_size(self) -> tuple[float, float]:

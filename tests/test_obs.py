@@ -130,3 +130,11 @@ def test_config_errors_name_the_parameter():
         make_config("coverage", colour="red")
     with pytest.raises(ConfigError, match="policy_hz"):
         make_config("coverage", policy_hz=7)
+
+
+def test_coverage_hash_ignores_swarm_size_but_spread_does_not():
+    """A coverage policy observes K neighbours whatever N is; spread observes N landmarks."""
+    assert (O.observation_hash(make_config("coverage", num_drones=4))
+            == O.observation_hash(make_config("coverage", num_drones=16)))
+    assert (O.observation_hash(make_config("spread", num_drones=4))
+            != O.observation_hash(make_config("spread", num_drones=5)))

@@ -1,0 +1,244 @@
+"""agent_node: one drone's decentralised policy.
+
+Subscribes its own odometry (`odom`) and the swarm state (`/swarm/state`), keeps its
+belief map exactly as the simulator models it, builds the observation with
+`sim.obs.observe_tick` (the function training used), runs the ONNX bundle at the
+bundle's rate and publishes a velocity setpoint on `cmd_vel`.
+
+Safety: stale, missing, malformed or implausible own odometry -> hover command and a
+throttled warning; neighbours are only what a robot could hear (comm radius, fresh
+stamps); commands are clamped to the velocity limits and pushed back inside the
+geofence. A bad message never stops the node; a missing or mismatched bundle stops
+it at start with one sentence.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import rclpy
+import rclpy.executors
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from std_msgs.msg import Float64MultiArray
+
+from marl_ros.nodes.messages import (
+    COMMAND_QOS,
+    SENSOR_QOS,
+    make_twist,
+    odometry_to_state,
+    unpack_swarm_state,
+)
+from marl_ros.runtime import BundleError, OnnxPolicy, default_bundle, load_swarm_config
+from sim import obs as O
+from sim.config import CoverageConfig
+
+HOVER = np.zeros(4)
+MAX_PLAUSIBLE_POSITION = 1000.0  # m: beyond this an odometry message is a fault, not a state
+MAX_PLAUSIBLE_SPEED = 20.0  # m/s: a Crazyflie-class drone cannot fly this fast
+
+
+def _describe(text: str, lo: float | None = None, hi: float | None = None,
+              integer: bool = False) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=text)
+    if lo is not None:
+        if integer:
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
+                                                         step=0.0)]
+    return d
+
+
+class AgentNode(Node):
+    def __init__(self, node_name: str = "agent", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        p = self.declare_parameter
+        p("drone_id", 0, _describe("index i of this drone (/drone_i); selects its row in the "
+                                   "swarm state", 0, 1023, integer=True))
+        p("num_drones", 4, _describe("drones in the swarm", 1, 1024, integer=True))
+        p("bundle", default_bundle(), _describe("policy bundle folder (policy.yaml + ONNX)"))
+        p("rate", 0.0, _describe("control rate in Hz; 0 = the bundle's policy rate", 0.0, 100.0))
+        p("comm_radius", 0.0, _describe("communication radius in m; 0 = the bundle's. Must "
+                                        "equal the radius the policy was trained with", 0.0, 1e3))
+        p("odom_topic", "odom", _describe("own odometry (nav_msgs/Odometry, ENU)"))
+        p("cmd_topic", "cmd_vel", _describe("velocity setpoint out (geometry_msgs/Twist, ENU)"))
+        p("swarm_topic", "/swarm/state", _describe("all drones' states (std_msgs/"
+                                                   "Float64MultiArray, see messages.py)"))
+        p("max_vxy", 0.0, _describe("horizontal speed limit per axis, m/s; 0 = bundle", 0.0, 10.0))
+        p("max_vz", 0.0, _describe("vertical speed limit, m/s; 0 = bundle", 0.0, 5.0))
+        p("max_yaw_rate", 0.0, _describe("yaw-rate limit, rad/s; 0 = bundle", 0.0, 10.0))
+        p("geofence_margin", 0.5, _describe("m beyond the field/altitude band before the node "
+                                            "overrides the policy and flies back", 0.0, 100.0))
+        p("stale_timeout", 0.5, _describe("s after which own odometry or a neighbour's state is "
+                                          "too old to use", 0.01, 60.0))
+        p("neighbour_drop", 0.0, _describe("fault injection: probability of losing each "
+                                           "neighbour's state per tick", 0.0, 1.0))
+        p("seed", 0, _describe("seed of the fault-injection random stream", 0, 2**31 - 1,
+                               integer=True))
+        g = self.get_parameter
+        self.drone_id = g("drone_id").value
+        bundle = g("bundle").value
+        # Raises BundleError (one sentence) when the bundle is missing or does not match.
+        self.cfg = load_swarm_config(bundle, g("num_drones").value, g("comm_radius").value)
+        self.policy = OnnxPolicy.load(bundle, config=self.cfg)
+        self.agent_key = self._agent_key()
+        self.rate = g("rate").value or float(self.policy.policy_rate_hz)
+        self.limits = np.array([g("max_vxy").value or self.cfg.vxy, g("max_vxy").value or self.cfg.vxy,
+                                g("max_vz").value or self.cfg.vz,
+                                g("max_yaw_rate").value or self.cfg.yaw_rate])
+        self.margin = g("geofence_margin").value
+        self.stale = g("stale_timeout").value
+        self.drop = g("neighbour_drop").value
+        self.rng = np.random.default_rng(g("seed").value + 7919 * self.drone_id)
+        self.belief = O.new_belief(self.cfg) if isinstance(self.cfg, CoverageConfig) else None
+        self.landmarks = None  # spread: the task's landmarks would come from a parameter
+
+        self.own: tuple[np.ndarray, np.ndarray] | None = None
+        self.own_time = -1.0
+        self.own_problem = "no odometry received yet"
+        self.swarm = np.zeros((0, 8))
+        self.last_setpoint = HOVER.copy()
+        self.ticks = 0
+
+        self.create_subscription(Odometry, g("odom_topic").value, self.on_odom, SENSOR_QOS)
+        self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
+                                 SENSOR_QOS)
+        # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator.
+        self.cmd_pub = self.create_publisher(Twist, g("cmd_topic").value, COMMAND_QOS)
+        self.timer = self.create_timer(1.0 / self.rate, self.control_tick)
+        prov = self.policy.provenance
+        self.get_logger().info(
+            f"drone {self.drone_id}: {prov.get('algorithm')} policy from {bundle} at "
+            f"{self.rate:g} Hz, comm radius {self.cfg.comm_radius:g} m, K={self.cfg.num_neighbours}")
+
+    def _agent_key(self) -> str:
+        key = f"drone_{self.drone_id}"
+        if key in self.policy.agents:
+            return key
+        models = set(self.policy.meta["models"].values())
+        if len(models) == 1:  # shared parameters: any drone can fly the one model
+            return self.policy.agents[0]
+        raise BundleError(f"the bundle has separate policies for {', '.join(self.policy.agents)} "
+                          f"but none for drone_{self.drone_id}; use a shared-parameter bundle or "
+                          "a drone id it was trained for.")
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def on_odom(self, msg: Odometry) -> None:
+        pos, vel = odometry_to_state(msg)
+        if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
+            self.own_problem = "own odometry contains NaN or infinite values"
+            self.own = None
+            return
+        if np.abs(pos).max() > MAX_PLAUSIBLE_POSITION or np.linalg.norm(vel) > MAX_PLAUSIBLE_SPEED:
+            self.own_problem = (f"own odometry out of range (position {np.round(pos, 2).tolist()}, "
+                                f"speed {np.linalg.norm(vel):.1f} m/s)")
+            self.own = None
+            return
+        self.own = (pos, vel)
+        self.own_time = self.now()
+        self.own_problem = ""
+
+    def on_swarm(self, msg: Float64MultiArray) -> None:
+        try:
+            rows = unpack_swarm_state(msg)
+        except ValueError as err:
+            self.get_logger().warn(f"ignoring malformed swarm state: {err}",
+                                   throttle_duration_sec=2.0)
+            return
+        finite = np.isfinite(rows).all(axis=1)
+        self.swarm = rows[finite]
+
+    def heard_neighbours(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Other drones' fresh states as (M, 3) positions and velocities (radius filter is
+        applied by the observation builder, exactly as in training)."""
+        rows = self.swarm
+        keep = (rows[:, 0] != self.drone_id) & (now - rows[:, 7] <= self.stale)
+        if self.drop > 0:
+            keep &= self.rng.random(len(rows)) >= self.drop
+        rows = rows[keep]
+        return rows[:, 1:4], rows[:, 4:7]
+
+    # -- control --------------------------------------------------------------------------------
+    def control_tick(self) -> None:
+        try:
+            setpoint = self.compute_setpoint(self.now())
+        except Exception as err:  # never die on a bad input: hover and say why
+            self.get_logger().error(f"control step failed ({err!r}); commanding hover",
+                                    throttle_duration_sec=2.0)
+            setpoint = HOVER
+        self.last_setpoint = setpoint
+        self.cmd_pub.publish(make_twist(setpoint))
+        self.ticks += 1
+
+    def compute_setpoint(self, now: float) -> np.ndarray:
+        if self.own is None:
+            self.get_logger().warn(f"{self.own_problem}; commanding hover",
+                                   throttle_duration_sec=2.0)
+            return HOVER
+        if now - self.own_time > self.stale:
+            self.get_logger().warn(f"own odometry is stale ({now - self.own_time:.2f} s old > "
+                                   f"{self.stale:g} s); commanding hover",
+                                   throttle_duration_sec=2.0)
+            return HOVER
+        pos, vel = self.own
+        other_pos, other_vel = self.heard_neighbours(now)
+        obs = O.observe_tick(self.cfg, pos, vel, other_pos, other_vel, None, belief=self.belief,
+                             landmarks=self.landmarks)
+        setpoint = np.clip(self.policy.act(obs, self.agent_key), -self.limits, self.limits)
+        return self.geofence_guard(pos, setpoint)
+
+    def geofence_guard(self, pos: np.ndarray, setpoint: np.ndarray) -> np.ndarray:
+        """Beyond the geofence margin, replace outward motion by half-speed flight back."""
+        fx, fy = self.cfg.field_size
+        low = np.array([0.0, 0.0, self.cfg.altitude_min]) - self.margin
+        high = np.array([fx, fy, self.cfg.altitude_max]) + self.margin
+        out = setpoint.copy()
+        for axis in range(3):
+            if pos[axis] < low[axis]:
+                out[axis] = 0.5 * self.limits[axis]
+            elif pos[axis] > high[axis]:
+                out[axis] = -0.5 * self.limits[axis]
+        if (out[:3] != setpoint[:3]).any():
+            self.get_logger().warn(f"outside the geofence at {np.round(pos, 2).tolist()}; "
+                                   "flying back", throttle_duration_sec=2.0)
+        return out
+
+
+def run_nodes(nodes: list[Node]) -> None:
+    """Spin nodes on one single-threaded executor until Ctrl-C (measured steadier than the
+    multi-threaded one for many small control loops)."""
+    executor = rclpy.executors.SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = AgentNode()
+    except (BundleError, ValueError) as err:
+        rclpy.logging.get_logger("agent_node").fatal(str(err))
+        rclpy.shutdown()
+        return 2
+    run_nodes([node])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""monitor_node: team metrics from the swarm state, RViz markers, an end-of-run report.
+
+At the policy rate it marks every drone's footprint on the ground-truth coverage map
+(the simulator's rules, `sim.obs.mark_footprints`), and tracks the minimum separation,
+near-collisions (pairs closer than the scenario's collision distance) and geofence
+violations. Publishes `/swarm/coverage`, `/swarm/min_separation` (std_msgs/Float64),
+`/swarm/near_collisions`, `/swarm/geofence_violations` (std_msgs/Int32) and
+`/swarm/markers` (visualization_msgs/MarkerArray: drones and covered cells). The
+mission ends at full coverage or after `mission_steps` ticks: it then writes
+`report.json` and `coverage.png` to `report_dir` (also at shutdown) and, with
+`exit_on_complete`, shuts down.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import Point
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from std_msgs.msg import Bool, ColorRGBA, Float64, Float64MultiArray, Int32
+from visualization_msgs.msg import Marker, MarkerArray
+
+from marl_ros.nodes.agent_node import _describe, run_nodes
+from marl_ros.nodes.messages import SENSOR_QOS, WORLD_FRAME, unpack_swarm_state
+from marl_ros.runtime import BundleError, default_bundle, load_swarm_config, read_bundle_metadata
+from sim import obs as O
+from sim.config import CoverageConfig
+from sim.scenarios import pairwise_distances
+
+
+class MonitorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("monitor", **kwargs)
+        p = self.declare_parameter
+        p("num_drones", 4, _describe("drones in the swarm", 1, 1024, integer=True))
+        p("bundle", default_bundle(), _describe("policy bundle giving the scenario geometry"))
+        p("swarm_topic", "/swarm/state", ParameterDescriptor(description="swarm state topic"))
+        p("rate", 0.0, _describe("metric ticks per second; 0 = the policy rate", 0.0, 100.0))
+        p("mission_steps", 0, _describe("ticks until the mission ends; 0 = the scenario's "
+                                        "episode length", 0, 10**7, integer=True))
+        p("report_dir", "runs/swarm", ParameterDescriptor(description="where report.json and "
+                                                                      "coverage.png go"))
+        p("exit_on_complete", False, ParameterDescriptor(description="shut down after the "
+                                                                     "report is written"))
+        g = self.get_parameter
+        bundle = g("bundle").value
+        self.cfg = load_swarm_config(bundle, g("num_drones").value)
+        self.provenance = read_bundle_metadata(bundle).get("provenance", {})
+        self.rate = g("rate").value or self.cfg.policy_hz
+        self.mission_steps = g("mission_steps").value or self.cfg.max_steps
+        self.report_dir = Path(g("report_dir").value)
+        self.exit_on_complete = g("exit_on_complete").value
+        self.coverage_map = O.new_belief(self.cfg) if isinstance(self.cfg, CoverageConfig) else None
+        self.positions: np.ndarray | None = None
+        self.trajectory: list[np.ndarray] = []
+        self.steps = 0
+        self.min_separation = np.inf
+        self.near_collisions = 0
+        self.geofence_violations = 0
+        self.complete = False
+        self.report_written = False
+
+        self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
+                                 SENSOR_QOS)
+        self.pubs = {name: self.create_publisher(kind, f"/swarm/{name}", 10) for name, kind in [
+            ("coverage", Float64), ("min_separation", Float64), ("near_collisions", Int32),
+            ("geofence_violations", Int32), ("mission_complete", Bool)]}
+        self.marker_pub = self.create_publisher(MarkerArray, "/swarm/markers", 10)
+        self.timer = self.create_timer(1.0 / self.rate, self.tick)
+
+    @property
+    def coverage(self) -> float:
+        if self.coverage_map is None:
+            return 0.0
+        return float((O.belief_interior(self.coverage_map, self.cfg) == O.COVERED).mean())
+
+    def on_swarm(self, msg: Float64MultiArray) -> None:
+        try:
+            rows = unpack_swarm_state(msg)
+        except ValueError as err:
+            self.get_logger().warn(f"ignoring malformed swarm state: {err}",
+                                   throttle_duration_sec=2.0)
+            return
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        first = self.positions is None
+        ids = rows[:, 0].astype(int)
+        pos = np.full((self.cfg.num_drones, 3), np.nan)
+        ok = (ids >= 0) & (ids < self.cfg.num_drones)
+        pos[ids[ok]] = rows[ok, 1:4]
+        if first and not np.isnan(pos).any():
+            self.positions = pos
+            self.record()  # the start positions count, as at an episode's reset
+        elif not first:
+            self.positions = np.where(np.isnan(pos), self.positions, pos)
+
+    def record(self) -> None:
+        pos = self.positions
+        self.trajectory.append(pos.copy())
+        if self.coverage_map is not None:
+            O.mark_footprints(self.coverage_map, pos, None, self.cfg)
+
+    def tick(self) -> None:
+        if self.positions is None or self.complete:
+            return
+        self.steps += 1
+        self.record()
+        pos = self.positions
+        if len(pos) > 1:
+            d = pairwise_distances(pos[None])[0]
+            self.min_separation = min(self.min_separation, float(d.min()))
+            self.near_collisions += int(np.triu(d < self.cfg.collision_distance, 1).sum())
+            current_min = float(d.min())
+        else:
+            current_min = float("inf")
+        self.geofence_violations += int((~O.inside_geofence(pos, self.cfg)).sum())
+        self.pubs["coverage"].publish(Float64(data=self.coverage))
+        self.pubs["min_separation"].publish(Float64(data=current_min))
+        self.pubs["near_collisions"].publish(Int32(data=self.near_collisions))
+        self.pubs["geofence_violations"].publish(Int32(data=self.geofence_violations))
+        self.marker_pub.publish(self.markers())
+        if self.coverage >= 1.0 or self.steps >= self.mission_steps:
+            self.complete = True
+            self.pubs["mission_complete"].publish(Bool(data=True))
+            self.write_report()
+            self.get_logger().info(f"mission complete after {self.steps} steps: coverage "
+                                   f"{100 * self.coverage:.1f}%, near-collisions "
+                                   f"{self.near_collisions}; report in {self.report_dir}")
+            if self.exit_on_complete:
+                rclpy.try_shutdown()
+
+    def markers(self) -> MarkerArray:
+        out = MarkerArray()
+        stamp = self.get_clock().now().to_msg()
+        for i, p in enumerate(self.positions):
+            m = Marker(ns="drones", id=i, type=Marker.SPHERE, action=Marker.ADD)
+            m.header.frame_id, m.header.stamp = WORLD_FRAME, stamp
+            m.pose.position = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+            m.pose.orientation.w = 1.0
+            m.scale.x = m.scale.y = m.scale.z = 0.15
+            m.color = ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0)
+            out.markers.append(m)
+        if self.coverage_map is not None:
+            m = Marker(ns="coverage", id=0, type=Marker.CUBE_LIST, action=Marker.ADD)
+            m.header.frame_id, m.header.stamp = WORLD_FRAME, stamp
+            m.pose.orientation.w = 1.0
+            c = self.cfg.cell_size
+            m.scale.x, m.scale.y, m.scale.z = c, c, 0.01
+            rows, cols = np.nonzero(O.belief_interior(self.coverage_map, self.cfg) == O.COVERED)
+            m.points = [Point(x=(col + 0.5) * c, y=(row + 0.5) * c, z=0.0)
+                        for row, col in zip(rows.tolist(), cols.tolist(), strict=True)]
+            m.color = ColorRGBA(r=0.3, g=0.8, b=0.3, a=0.6)
+            out.markers.append(m)
+        return out
+
+    def report(self) -> dict:
+        return {
+            "scenario": self.cfg.scenario, "num_drones": self.cfg.num_drones,
+            "steps": self.steps, "simulated_s": self.steps / self.rate,
+            "coverage": round(self.coverage, 4),
+            "min_separation_m": None if not np.isfinite(self.min_separation)
+            else round(self.min_separation, 3),
+            "near_collisions": self.near_collisions,
+            "geofence_violations": self.geofence_violations,
+            "complete": self.complete,
+            "policy": {k: self.provenance.get(k) for k in ("algorithm", "training_steps",
+                                                           "code_version")},
+        }
+
+    def write_report(self) -> None:
+        if self.positions is None:
+            return
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        report = self.report()
+        if self.coverage_map is not None:
+            from sim.render import save_coverage_png
+
+            png = save_coverage_png(self.report_dir / "coverage.png", self.cfg, self.coverage_map,
+                                    np.array(self.trajectory),
+                                    f"ROS swarm, {self.cfg.num_drones} drones: "
+                                    f"{100 * self.coverage:.1f}% in {self.steps} steps")
+            report["png"] = str(png)
+        (self.report_dir / "report.json").write_text(json.dumps(report, indent=2))
+        self.report_written = True
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = MonitorNode()
+    except (BundleError, ValueError) as err:
+        rclpy.logging.get_logger("monitor_node").fatal(str(err))
+        rclpy.shutdown()
+        return 2
+    try:
+        run_nodes([node])
+    finally:
+        if not node.report_written:  # the report is written even on Ctrl-C
+            node.write_report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

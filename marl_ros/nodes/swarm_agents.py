@@ -1,0 +1,47 @@
+"""swarm_agents: every drone's agent node in one process on one executor.
+
+For large swarms on small machines: N agent nodes (namespaces /<prefix><i>) share one
+SingleThreadedExecutor instead of N processes each paying for its own interpreter,
+onnxruntime and DDS participant. Parameters as agent_node's, plus num_drones and
+namespace_prefix; per-drone drone_id is set here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from marl_ros.nodes.agent_node import AgentNode, run_nodes
+from marl_ros.runtime import BundleError
+
+SHARED = ("bundle", "rate", "comm_radius", "swarm_topic", "max_vxy", "max_vz", "max_yaw_rate",
+          "geofence_margin", "stale_timeout", "neighbour_drop", "seed", "use_sim_time")
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    host = Node("swarm_agents", allow_undeclared_parameters=True,
+                automatically_declare_parameters_from_overrides=True)
+    n = host.get_parameter_or("num_drones", Parameter("num_drones", value=4)).value
+    prefix = host.get_parameter_or("namespace_prefix", Parameter("p", value="drone_")).value
+    shared = [Parameter(name, value=host.get_parameter(name).value)
+              for name in SHARED if host.has_parameter(name)]
+    host.destroy_node()
+    try:
+        nodes = [AgentNode("agent", namespace=f"/{prefix}{i}",
+                           parameter_overrides=shared + [Parameter("drone_id", value=i),
+                                                         Parameter("num_drones", value=n)])
+                 for i in range(n)]
+    except (BundleError, ValueError) as err:
+        rclpy.logging.get_logger("swarm_agents").fatal(str(err))
+        rclpy.shutdown()
+        return 2
+    run_nodes(nodes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
