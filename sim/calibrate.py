@@ -3,9 +3,10 @@
     python -m sim.calibrate [--output sim/fast_model.yaml]
 
 Flies one PyBullet world in which every drone runs its own setpoint experiment (steps up and
-back to zero at several amplitudes, one reversal, on each axis group), records velocities at the
-controller rate, and fits natural frequency, damping and zero time per axis group with
-scipy.optimize.least_squares. The file records the fitted numbers, the fit RMS and the command
+back to zero at several amplitudes, reversals, on each axis group; horizontally also full-speed
++-2 m/s steps, -2 -> +2 reversals and fast switching sequences that saturate the tilt), records
+velocities at the controller rate, and fits natural frequency, damping and zero time per axis
+group, plus the horizontal acceleration limit, with scipy.optimize.least_squares. The file records the fitted numbers, the fit RMS and the command
 and date that produced them, so the figures can be regenerated whenever the controller changes.
 """
 
@@ -21,11 +22,12 @@ import numpy as np
 import scipy.optimize
 import yaml
 
-from sim.control import CONTROL_HZ
-from sim.drone import VelocityLimits
+from sim.control import CONTROL_HZ, ControllerGains
+from sim.drone import CrazyflieParams, VelocityLimits
 from sim.fast_dynamics import (
     AXIS_GROUPS,
     FAST_MODEL_PATH,
+    HorizontalModel,
     continuous_axis_model,
     discretize,
     velocity_output,
@@ -54,7 +56,10 @@ class Experiment:
 
 EXPERIMENTS = (
     Experiment(0, (0.5, 0.0)), Experiment(0, (1.0, 0.0)), Experiment(0, (2.0, 0.0)),
-    Experiment(1, (1.0, 0.0)), Experiment(0, (1.0, -1.0, 0.0), hold_s=2.0),
+    Experiment(1, (-2.0, 0.0)), Experiment(0, (1.0, -1.0, 0.0), hold_s=2.0),
+    Experiment(0, (2.0, -2.0, 0.0), hold_s=2.0), Experiment(1, (-2.0, 2.0, 0.0), hold_s=2.0),
+    Experiment(0, (2.0, -2.0, 1.0, -1.5, 2.0, 0.5, -2.0, 2.0, 0.0, -2.0, 0.0), hold_s=0.5),
+    Experiment(1, (1.5, -2.0, 2.0, 2.0, -1.0, -2.0, 0.0, 2.0, -2.0, 0.0), hold_s=0.25),
     Experiment(2, (0.3, 0.0)), Experiment(2, (0.6, 0.0)), Experiment(2, (1.0, 0.0)),
     Experiment(2, (-0.5, 0.0)),
     Experiment(3, (0.5, 0.0)), Experiment(3, (1.0, 0.0)), Experiment(3, (1.5, -1.5, 0.0), hold_s=2.0),
@@ -107,9 +112,33 @@ def run_experiments(experiments: tuple[Experiment, ...] = EXPERIMENTS,
             [displacement[: len(u), i] for i, u in enumerate(inputs)])
 
 
+def simulate_horizontal(entry: dict[str, float], inputs: list[np.ndarray],
+                        components: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The tilt-limited horizontal model (sim.fast_dynamics.HorizontalModel) flown through all
+    `inputs` at once, each on its own axis `components` (0 = x, 1 = y), one controller tick per
+    input; per experiment (velocities, displacements) after each tick."""
+    model = HorizontalModel(entry, 1.0 / CONTROL_HZ)
+    n, length = len(inputs), max(len(u) for u in inputs)
+    schedule = np.zeros((length, n, 2))
+    rows = np.arange(n)
+    for i, (u, c) in enumerate(zip(inputs, components, strict=True)):
+        schedule[: len(u), i, c] = u
+    state = np.zeros((n, 2, 4))
+    vel = np.empty((length, n))
+    disp = np.empty((length, n))
+    comp = np.asarray(components)
+    for k in range(length):
+        state = model.tick(state, schedule[k])
+        vel[k] = model.velocity(state)[rows, comp]
+        disp[k] = model.position(state)[rows, comp]
+    return ([vel[: len(u), i] for i, u in enumerate(inputs)],
+            [disp[: len(u), i] for i, u in enumerate(inputs)])
+
+
 def simulate_response(entry: dict[str, float], inputs: np.ndarray,
                       rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    """Model velocity and displacement after each of the piecewise-constant `inputs` at `rate_hz`."""
+    """Linear model (z, yaw) velocity and displacement after each of the piecewise-constant
+    `inputs` at `rate_hz`."""
     ad, bd = discretize(*continuous_axis_model(entry["natural_frequency"], entry["damping"],
                                                entry["zero_time"]), 1.0 / rate_hz)
     c = velocity_output(entry)
@@ -123,39 +152,53 @@ def simulate_response(entry: dict[str, float], inputs: np.ndarray,
     return vel, disp
 
 
-def fit_group(inputs: list[np.ndarray], responses: list[np.ndarray],
-              displacements: list[np.ndarray]) -> dict[str, float]:
-    """Least-squares natural frequency, damping and zero time for one axis group.
+def fit_group(group: str, inputs: list[np.ndarray], responses: list[np.ndarray],
+              displacements: list[np.ndarray], components: list[int]) -> dict[str, float]:
+    """Least-squares natural frequency, damping and zero time for one axis group; for xy also
+    the acceleration limit (started at the controller's g tan(max tilt)) and the gain of the
+    velocity-error integral (its clamp is the controller's).
 
     Residuals are velocity errors and, weighted by POSITION_WEIGHT, displacement errors: the
     policy sees positions, and a model that matches velocity but drifts in position would make
     the fast backend's trajectories walk away from PyBullet's.
     """
+    horizontal = group == "xy"
 
     def entry_of(theta: np.ndarray) -> dict[str, float]:
-        return {"natural_frequency": float(np.exp(theta[0])), "damping": float(np.exp(theta[1])),
-                "zero_time": float(theta[2])}
+        entry = {"natural_frequency": float(np.exp(theta[0])), "damping": float(np.exp(theta[1])),
+                 "zero_time": float(theta[2])}
+        if horizontal:
+            entry["max_acceleration"] = float(np.exp(theta[3]))
+            entry["integral_gain"] = float(theta[4])
+            entry["integral_limit"] = gains.vel_integral_limit
+        return entry
+
+    def simulate(entry: dict[str, float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        if horizontal:
+            return simulate_horizontal(entry, inputs, components)
+        pairs = [simulate_response(entry, u, CONTROL_HZ) for u in inputs]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def residuals(theta: np.ndarray) -> np.ndarray:
-        entry = entry_of(theta)
-        parts = []
-        for u, v, d in zip(inputs, responses, displacements, strict=True):
-            vel, disp = simulate_response(entry, u, CONTROL_HZ)
-            parts += [vel - v, POSITION_WEIGHT * (disp - d)]
-        return np.concatenate(parts)
+        vel, disp = simulate(entry_of(theta))
+        return np.concatenate([np.concatenate([mv - v, POSITION_WEIGHT * (md - d)])
+                               for mv, md, v, d in zip(vel, disp, responses, displacements, strict=True)])
 
-    result = scipy.optimize.least_squares(residuals, x0=np.array([np.log(6.0), np.log(0.8), 0.05]))
+    x0 = [np.log(6.0), np.log(0.8), 0.0]
+    gains = ControllerGains()
+    if horizontal:
+        x0.append(np.log(CrazyflieParams().gravity * np.tan(np.radians(gains.max_tilt_deg))))
+        x0.append(gains.vel_xy_i)
+    result = scipy.optimize.least_squares(residuals, x0=np.array(x0))
     entry = entry_of(result.x)
-    vel_err, disp_err = [], []
-    for u, v, d in zip(inputs, responses, displacements, strict=True):
-        vel, disp = simulate_response(entry, u, CONTROL_HZ)
-        vel_err.append(vel - v)
-        disp_err.append(disp - d)
-    rms = float(np.sqrt(np.mean(np.concatenate(vel_err) ** 2)))
+    vel, disp = simulate(entry)
+    vel_err = np.concatenate([mv - v for mv, v in zip(vel, responses, strict=True)])
+    disp_err = np.concatenate([md - d for md, d in zip(disp, displacements, strict=True)])
+    rms = float(np.sqrt(np.mean(vel_err**2)))
     scale = float(np.sqrt(np.mean(np.concatenate(responses) ** 2)))
     return {**{k: round(v, 5) for k, v in entry.items()},
             "fit_rms": round(rms, 5), "fit_rms_relative": round(rms / scale, 4),
-            "fit_rms_position": round(float(np.sqrt(np.mean(np.concatenate(disp_err) ** 2))), 5)}
+            "fit_rms_position": round(float(np.sqrt(np.mean(disp_err**2))), 5)}
 
 
 def calibrate(limits: VelocityLimits | None = None) -> dict[str, dict[str, float]]:
@@ -164,8 +207,8 @@ def calibrate(limits: VelocityLimits | None = None) -> dict[str, dict[str, float
     model = {}
     for group in AXIS_GROUPS:
         idx = [i for i, e in enumerate(EXPERIMENTS) if e.group == group]
-        model[group] = fit_group([inputs[i] for i in idx], [responses[i] for i in idx],
-                                 [displacements[i] for i in idx])
+        model[group] = fit_group(group, [inputs[i] for i in idx], [responses[i] for i in idx],
+                                 [displacements[i] for i in idx], [EXPERIMENTS[i].component for i in idx])
     return model
 
 
@@ -179,6 +222,10 @@ def write_model(model: dict[str, dict[str, float]], path: Path, command: str) ->
         "# natural_frequency wn in rad/s, zero_time in s; fit_rms is the velocity error of the fit\n"
         "# (m/s, or rad/s for yaw) over all step experiments at 48 Hz, fit_rms_relative that RMS\n"
         "# divided by the RMS of the responses, fit_rms_position the displacement error (m or rad).\n"
+        "# xy additionally saturates: the acceleration demand K (u - w), K = wn / (2 damping), is\n"
+        "# norm-limited to max_acceleration (m/s^2, the controller's tilt limit) at 48 Hz, with a\n"
+        "# lag 1 / (2 damping wn) to the acceleration, plus integral_gain times the velocity-error\n"
+        "# integral clipped to +-integral_limit (m); see sim/fast_dynamics.py.\n"
         "# Regenerate whenever the controller or drone changes.\n"
     )
     path.write_text(header + yaml.safe_dump(model, sort_keys=False))

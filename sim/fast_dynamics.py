@@ -1,20 +1,36 @@
-"""The `fast` backend: a batched linear model of drone + velocity controller.
+"""The `fast` backend: a batched closed-loop model of drone + velocity controller.
 
 Training throughput is bounded by physics; this model replaces PyBullet + PID by the closed-loop
 response it produces, fitted from PyBullet step responses (`python -m sim.calibrate`, numbers
 in sim/fast_model.yaml). Training on `fast` and evaluating on `pybullet` then measures the
 sim-to-sim gap instead of hiding it.
 
-Per axis group (horizontal x and y share one model, vertical z, yaw) the velocity answers its
-setpoint u through
+Vertical z and yaw: the velocity answers its setpoint u through the linear model
 
     V(s) / U(s) = wn^2 (1 + b s) / (s^2 + 2 zeta wn s + wn^2)
 
 and position (or yaw angle) is its integral. The setpoint is constant over a policy period, so
 the 3-state system [position, z1, z2] is discretised exactly once, with the matrix exponential,
-and every step is one small matrix product over (envs, drones, axes). Roll and pitch are the
-small-angle tilt that produces the model's horizontal acceleration; body rates are the finite
-difference of roll and pitch over the step and the model's yaw rate.
+and every step is one small matrix product.
+
+Horizontal x and y: the controller's tilt limit caps the horizontal acceleration (about
+g tan 30 deg), so full-speed steps and reversals saturate and a linear model answers them far
+too fast. The horizontal model mirrors the controller's structure instead: per axis an internal
+velocity w with acceleration a,
+
+    a_cmd = sat(K (u - w) + Ki i),   da/dt = (a_cmd - a) / tau,   dw/dt = a,   di/dt = u - w,
+
+with K = wn / (2 zeta) and tau = 1 / (2 zeta wn), so that unsaturated and without the small
+integral term it is the second-order model above (without the zero). The integral i is clipped
+to +-integral_limit per axis like the controller's; it winds up during saturated steps and
+leaves the small, slowly decaying velocity overshoot PyBullet shows after them. `sat` limits the norm of the 2-D vector (a_cmd_x, a_cmd_y) to
+max_acceleration, as the controller limits the tilt. a_cmd is held over each controller tick
+(1/48 s, CONTROL_HZ) and the linear part between ticks is discretised exactly, so a policy
+step is a few substeps of one small matrix product each. The zero enters as an output shift:
+velocity w + b a, position p + b w (b < 0 acts as a short delay).
+
+Roll and pitch are the small-angle tilt that produces the model's horizontal acceleration; body
+rates are the finite difference of roll and pitch over the step and the model's yaw rate.
 """
 
 from __future__ import annotations
@@ -27,13 +43,13 @@ import numpy as np
 import scipy.linalg
 import yaml
 
+from sim.control import CONTROL_HZ
 from sim.drone import CrazyflieParams, VelocityLimits
 
 FAST_MODEL_PATH = Path(__file__).resolve().parent / "fast_model.yaml"
 """Fitted model parameters written by `python -m sim.calibrate`."""
 
 AXIS_GROUPS = ("xy", "z", "yaw")
-_GROUP_OF_AXIS = (0, 0, 1, 2)  # x, y -> xy; z -> z; yaw -> yaw
 GROUND_HEIGHT = 0.0125
 """Lowest body-centre height: half the URDF collision cylinder, resting on the z = 0 plane."""
 
@@ -49,26 +65,36 @@ def load_fast_model(path: str | Path = FAST_MODEL_PATH) -> dict[str, dict[str, f
     return model
 
 
+def _check_positive(value: Any, name: str, source: str) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{source}: {name} must be a finite number > 0 (got {value!r}); "
+                         "rerun `python -m sim.calibrate`.")
+
+
 def validate_fast_model(model: Any, source: str = "model") -> None:
-    """Raise ValueError unless `model` has positive wn and damping and a finite zero time per group."""
+    """Raise ValueError unless `model` has positive wn and damping and a finite zero time per group,
+    a positive xy.max_acceleration and non-negative xy.integral_gain / integral_limit (default 0)."""
     if not isinstance(model, dict):
         raise ValueError(f"{source} must be a mapping of axis groups {', '.join(AXIS_GROUPS)}.")
     for group in AXIS_GROUPS:
         entry = model.get(group)
         if not isinstance(entry, dict):
             raise ValueError(f"{source} lacks the '{group}' group; rerun `python -m sim.calibrate`.")
-        for key, lower in (("natural_frequency", 0.0), ("damping", 0.0)):
-            value = entry.get(key)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > lower):
-                raise ValueError(f"{source}: {group}.{key} must be a finite number > 0 (got {value!r}).")
+        for key in ("natural_frequency", "damping"):
+            _check_positive(entry.get(key), f"{group}.{key}", source)
         zero_time = entry.get("zero_time", 0.0)
         if not (isinstance(zero_time, int | float) and math.isfinite(zero_time)):
             raise ValueError(f"{source}: {group}.zero_time must be a finite number (got {zero_time!r}).")
+    _check_positive(model["xy"].get("max_acceleration"), "xy.max_acceleration", source)
+    for key in ("integral_gain", "integral_limit"):
+        value = model["xy"].get(key, 0.0)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"{source}: xy.{key} must be a finite number >= 0 (got {value!r}).")
 
 
 def continuous_axis_model(natural_frequency: float, damping: float,
                           zero_time: float) -> tuple[np.ndarray, np.ndarray]:
-    """(A, B) of one axis with state [position, z1, z2]; velocity = wn^2 (z1 + b z2)."""
+    """(A, B) of one linear axis with state [position, z1, z2]; velocity = wn^2 (z1 + b z2)."""
     wn2 = natural_frequency**2
     a = np.array([
         [0.0, wn2, wn2 * zero_time],
@@ -90,18 +116,59 @@ def discretize(a: np.ndarray, b: np.ndarray, period: float) -> tuple[np.ndarray,
 
 
 def velocity_output(entry: dict[str, float]) -> np.ndarray:
-    """(3,) row mapping the axis state to velocity."""
+    """(3,) row mapping a linear axis state to velocity."""
     wn2 = entry["natural_frequency"] ** 2
     return np.array([0.0, wn2, wn2 * entry.get("zero_time", 0.0)])
 
 
-def acceleration_output(entry: dict[str, float]) -> tuple[np.ndarray, float]:
-    """(row, input gain) mapping state and setpoint to acceleration dv/dt."""
-    wn, zeta, zt = entry["natural_frequency"], entry["damping"], entry.get("zero_time", 0.0)
-    wn2 = wn**2
-    # dv/dt = wn^2 (z2 + b z2'),  z2' = -wn^2 z1 - 2 zeta wn z2 + u
-    row = np.array([0.0, -wn2 * wn2 * zt, wn2 * (1.0 - 2.0 * zeta * wn * zt)])
-    return row, wn2 * zt
+class HorizontalModel:
+    """The tilt-limited horizontal model of the module docstring, for any batch shape.
+
+    State (..., 2, 4): per horizontal axis [position p, internal velocity w, acceleration a,
+    velocity-error integral i]; outputs are position p + b w, velocity w + b a, acceleration a.
+    """
+
+    def __init__(self, entry: dict[str, float], tick_s: float) -> None:
+        wn, zeta = float(entry["natural_frequency"]), float(entry["damping"])
+        self.zero_time = float(entry.get("zero_time", 0.0))
+        self.max_acceleration = float(entry["max_acceleration"])
+        self.integral_gain = float(entry.get("integral_gain", 0.0))
+        self.integral_limit = float(entry.get("integral_limit", 0.0))
+        self.gain = wn / (2.0 * zeta)
+        self.tick_s = float(tick_s)
+        tau = 1.0 / (2.0 * zeta * wn)
+        a = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0 / tau]])
+        ad, bd = discretize(a, np.array([0.0, 0.0, 1.0 / tau]), tick_s)
+        # Both axes at once: (M, 8) @ (8, 8) with the state flattened as [x: p w a i, y: p w a i]
+        # (the integral column is rewritten after the product).
+        block = np.eye(4)
+        block[:3, :3] = ad.T
+        self.transition_t = np.kron(np.eye(2), block)
+        self._input_gain = np.kron(np.eye(2), np.append(bd, 0.0))  # (2, 8)
+
+    def tick(self, state: np.ndarray, setpoint: np.ndarray) -> np.ndarray:
+        """State (..., 2, 4) after one controller tick under horizontal setpoints (..., 2)."""
+        error = setpoint - state[..., 1]
+        integral = state[..., 3] + error * self.tick_s
+        np.minimum(integral, self.integral_limit, out=integral)
+        np.maximum(integral, -self.integral_limit, out=integral)
+        cmd = self.gain * error + self.integral_gain * integral
+        # Norm limit of the 2-D demand: scale = a_max / max(|cmd|, a_max).
+        cx, cy = cmd[..., 0], cmd[..., 1]
+        norm = np.sqrt(cx * cx + cy * cy)
+        np.maximum(norm, self.max_acceleration, out=norm)
+        cmd *= (self.max_acceleration / norm)[..., None]
+        out = state.reshape(-1, 8) @ self.transition_t
+        out += cmd.reshape(-1, 2) @ self._input_gain
+        out = out.reshape(state.shape)
+        out[..., 3] = integral
+        return out
+
+    def position(self, state: np.ndarray) -> np.ndarray:
+        return state[..., 0] + self.zero_time * state[..., 1]
+
+    def velocity(self, state: np.ndarray) -> np.ndarray:
+        return state[..., 1] + self.zero_time * state[..., 2]
 
 
 class FastDynamics:
@@ -134,19 +201,20 @@ class FastDynamics:
         self._gravity = CrazyflieParams().gravity
         period = 1.0 / self.policy_hz
 
-        # Per-axis (x, y, z, yaw) discrete matrices and output rows, built once.
-        entries = [model[AXIS_GROUPS[g]] for g in _GROUP_OF_AXIS]
+        # Horizontal: controller ticks per policy step (the controller's rate, or near it).
+        self._ticks = max(1, round(CONTROL_HZ * period))
+        self._xy_model = HorizontalModel(model["xy"], period / self._ticks)
+        # Vertical and yaw: exact policy-period discretisation, one (6, 6) block-diagonal product.
+        entries = [model["z"], model["yaw"]]
         mats = [discretize(*continuous_axis_model(e["natural_frequency"], e["damping"],
                                                   e.get("zero_time", 0.0)), period) for e in entries]
-        self._ad = np.stack([m[0] for m in mats])  # (4, 3, 3)
-        self._bd = np.stack([m[1] for m in mats])  # (4, 3)
-        self._c_vel = np.stack([velocity_output(e) for e in entries])  # (4, 3)
-        acc = [acceleration_output(e) for e in entries]
-        self._c_acc = np.stack([a[0] for a in acc])
-        self._d_acc = np.array([a[1] for a in acc])
+        self._lin_transition_t = scipy.linalg.block_diag(*[m[0].T for m in mats])
+        self._lin_input = np.stack([m[1] for m in mats])  # (2, 3)
+        self._lin_velocity = np.stack([velocity_output(e) for e in entries])  # (2, 3)
 
         shape = (self.num_envs, self.num_drones)
-        self._x = np.zeros((*shape, 4, 3))  # per axis: [position, z1, z2]
+        self._xy = np.zeros((*shape, 2, 4))  # per horizontal axis: [p, w, a, i]
+        self._x = np.zeros((*shape, 2, 3))  # z, yaw: [position, z1, z2]
         self._setpoints = np.zeros((*shape, 4))
         self._tilt = np.zeros((*shape, 2))  # roll, pitch
         self._tilt_rate = np.zeros((*shape, 2))
@@ -167,9 +235,11 @@ class FastDynamics:
         yaws = np.zeros(expected[:2]) if yaws is None else np.asarray(yaws, dtype=np.float64)
         if yaws.shape != expected[:2]:
             raise ValueError(f"yaws must have shape {expected[:2]} (got {yaws.shape}).")
+        self._xy[env_ids] = 0.0
+        self._xy[env_ids, :, :, 0] = positions[..., :2]
         self._x[env_ids] = 0.0
-        self._x[env_ids, :, :3, 0] = positions
-        self._x[env_ids, :, 3, 0] = yaws
+        self._x[env_ids, :, 0, 0] = positions[..., 2]
+        self._x[env_ids, :, 1, 0] = yaws
         self._setpoints[env_ids] = 0.0
         self._tilt[env_ids] = 0.0
         self._tilt_rate[env_ids] = 0.0
@@ -182,12 +252,19 @@ class FastDynamics:
             raise ValueError(f"setpoints must have shape {expected} (got {setpoints.shape}).")
         u = self.limits.clamp(setpoints)
         self._setpoints = u
-        self._x = np.einsum("aij,enaj->enai", self._ad, self._x) + self._bd * u[..., None]
+        u_xy = u[..., :2]
+        xy = self._xy
+        for _ in range(self._ticks):
+            xy = self._xy_model.tick(xy, u_xy)
+        self._xy = xy
+        x = (self._x.reshape(-1, 6) @ self._lin_transition_t).reshape(self._x.shape)
+        x += self._lin_input * u[..., 2:, None]
+        self._x = x
         # The ground: a drone that reaches the plane stops there (lands) instead of sinking.
-        grounded = self._x[..., 2, 0] < GROUND_HEIGHT
+        grounded = x[..., 0, 0] < GROUND_HEIGHT
         if grounded.any():
-            self._x[grounded, 2, :] = 0.0
-            self._x[grounded, 2, 0] = GROUND_HEIGHT
+            x[grounded, 0, :] = 0.0
+            x[grounded, 0, 0] = GROUND_HEIGHT
         previous = self._tilt
         self._update_tilt()
         self._tilt_rate = (self._tilt - previous) * self.policy_hz
@@ -195,11 +272,12 @@ class FastDynamics:
     def state(self) -> np.ndarray:
         """(E, N, 12) float64, the layout of PyBulletWorld.state(): pos, vel (world), roll/pitch/yaw,
         body rates. Yaw is wrapped to [-pi, pi)."""
-        vel = np.einsum("ai,enai->ena", self._c_vel, self._x)
-        pos = self._x[..., :3, 0]
-        yaw = (self._x[..., 3, 0] + np.pi) % (2.0 * np.pi) - np.pi
+        xy_model = self._xy_model
+        lin_vel = (self._x * self._lin_velocity).sum(-1)  # z, yaw rate
+        yaw = (self._x[..., 1, 0] + np.pi) % (2.0 * np.pi) - np.pi
         out = np.concatenate([
-            pos, vel[..., :3], self._tilt, yaw[..., None], self._tilt_rate, vel[..., 3:4],
+            xy_model.position(self._xy), self._x[..., :1, 0], xy_model.velocity(self._xy), lin_vel[..., :1],
+            self._tilt, yaw[..., None], self._tilt_rate, lin_vel[..., 1:],
         ], axis=-1)
         if self.sensor_noise > 0.0:
             out[..., :6] += self._rng.normal(0.0, self.sensor_noise, out[..., :6].shape)
@@ -210,8 +288,8 @@ class FastDynamics:
 
     def _update_tilt(self) -> None:
         """Small-angle roll and pitch that tilt the thrust to the model's horizontal acceleration."""
-        acc = np.einsum("ai,enai->ena", self._c_acc[:2], self._x[..., :2, :]) + self._d_acc[:2] * self._setpoints[..., :2]
-        yaw = self._x[..., 3, 0]
+        acc = self._xy[..., 2]
+        yaw = self._x[..., 1, 0]
         cos_yaw, sin_yaw = np.cos(yaw), np.sin(yaw)
         forward = cos_yaw * acc[..., 0] + sin_yaw * acc[..., 1]
         left = -sin_yaw * acc[..., 0] + cos_yaw * acc[..., 1]
