@@ -56,8 +56,123 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from marl_ros import bench
 
     if args.what == "sim":
-        bench.bench_sim(seconds=args.seconds)
+        bench.bench_sim(seconds=args.seconds or 3.0)
+    elif args.what == "infer":
+        bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
+    elif args.what == "ros":
+        bench.bench_ros(seconds=args.seconds or 10.0, rate=args.rate, bundle=args.bundle)
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a trained run as a policy bundle (ONNX + policy.yaml) for the robots."""
+    import torch
+
+    import policies
+    from marl_ros.runtime import OnnxPolicy
+    from policies.export import export_bundle
+
+    torch.set_num_threads(1)
+    run = Path(args.run)
+    source = run / "policy.pt" if run.is_dir() else run
+    policy = policies.load(source)
+    evaluation = None
+    if run.is_dir():
+        reports = sorted(run.glob("eval_*.json"), key=lambda p: p.name != "eval_pybullet.json")
+        if reports:
+            evaluation = json.loads(reports[0].read_text())
+    config = None
+    if run.is_dir() and (run / "config.yaml").is_file():
+        import yaml
+
+        config = yaml.safe_load((run / "config.yaml").read_text())
+    command = args.command_line or " ".join(["marl-ros export", *sys.argv[2:]])
+    out = export_bundle(policy, args.out, evaluation=evaluation, config=config, command=command)
+    if args.with_torch:
+        policy.save(out / "policy.pt")  # for benchmarks and fine-tuning; robots never load it
+    loaded = OnnxPolicy.load(out)  # the bundle must pass the runtime's own checks
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"exported {source} -> {out} ({len(set(loaded.meta['models'].values()))} ONNX model(s), "
+          f"{size / 1024:.0f} KiB, opset {loaded.meta['onnx']['opset']})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train an on-policy CTDE algorithm on a sim scenario (a thin layer over policies.train)."""
+    import torch
+
+    import policies
+
+    torch.set_num_threads(1)
+    out = Path(args.out or f"runs/{args.algo}_{args.scenario}")
+    overrides = list(args.overrides)
+    if args.num_drones is not None:
+        overrides.append(f"env.num_drones={args.num_drones}")
+    if args.backend is not None:
+        overrides.append(f"trainer.backend={args.backend}")
+    if args.resume and overrides:
+        raise ValueError("--resume continues with the run's saved config.yaml; drop the "
+                         "overrides (only --steps may change).")
+    if args.resume and not (out / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"--resume: no checkpoint.pt in {out}; pass --out with the folder "
+                                "of the run to continue.")
+    if not args.resume and (out / "checkpoint.pt").exists():
+        raise ValueError(f"{out} already holds a run; add --resume to continue it or choose "
+                         "another --out.")
+    start = time.perf_counter()
+    policies.train(args.algo, args.scenario, args.steps, seed=args.seed, out_dir=out,
+                   overrides=overrides, resume=args.resume)
+    print(f"trained {args.algo} on {args.scenario} for {args.steps:,} env steps in "
+          f"{time.perf_counter() - start:.0f} s; run folder {out} (policy.pt, checkpoint.pt, "
+          f"config.yaml, progress.csv, tb/)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Deterministic evaluation of a run: JSON report, learning curve, coverage PNG, GIF."""
+    import torch
+
+    from policies.evaluation import evaluate_run
+
+    torch.set_num_threads(1)
+    report = evaluate_run(args.run, backend=args.backend, episodes=args.episodes, seed=args.seed,
+                          gif=args.gif)
+    pol, base = report["policy"], report["random_walk"]
+    print(f"{report['algorithm']} on {report['scenario']} ({args.backend}, {args.episodes} "
+          f"episodes): coverage {100 * pol['coverage']:.1f}% (min {100 * pol['coverage_min']:.1f}%), "
+          f"random walk {100 * base['coverage']:.1f}%; return {pol['episode_return']:.3f}, "
+          f"near-collisions/episode {pol['episode_collisions']:.2f}")
+    print(f"wrote {report['json']}")
+    return 0
+
+
+def cmd_swarm(args: argparse.Namespace) -> int:
+    """Start the swarm graph (the launch file's node list) as processes and fly one mission."""
+    from marl_ros.graph import run_graph, swarm_graph
+
+    out = Path(args.report_dir)
+    specs = swarm_graph(num_drones=args.num_drones, policy=args.policy, scenario=args.scenario,
+                        sim=args.sim, rate=args.rate, namespace_prefix=args.namespace_prefix,
+                        use_sim_time=args.use_sim_time, one_process=args.one_process,
+                        real_time_factor=args.real_time_factor, seed=args.seed,
+                        report_dir=str(out), mission_steps=args.mission_steps,
+                        neighbour_drop=args.neighbour_drop, exit_on_complete=True)
+    report_path = out / "report.json"
+    report_path.unlink(missing_ok=True)
+    print(f"starting {len(specs)} node processes: "
+          + ", ".join(sorted({s.executable for s in specs})) + f" (logs in {out / 'logs'})")
+    code = run_graph(specs, timeout_s=args.timeout, log_dir=out / "logs")
+    if not report_path.is_file():
+        print(f"marl-ros swarm: no report was written (monitor exit code {code}); see the logs "
+              f"in {out / 'logs'}", file=sys.stderr)
+        return 1
+    report = json.loads(report_path.read_text())
+    print(f"coverage {100 * report['coverage']:.1f}% after {report['steps']} steps "
+          f"({report['simulated_s']:.1f} s), min separation {report['min_separation_m']} m, "
+          f"near-collisions {report['near_collisions']}, geofence violations "
+          f"{report['geofence_violations']}")
+    print(f"wrote {report_path} and {report.get('png', '(no PNG)')}")
+    return 0 if code == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,10 +195,93 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput benchmarks (not tests)",
                            description="Print throughput figures with a baseline measured in the "
                                        "same run. 'sim': PyBullet physics steps/s for 4 and 16 "
-                                       "drones, fast-backend env steps/s at 1, 32, 512 envs.")
-    bench.add_argument("what", choices=["sim"], help="what to benchmark")
-    bench.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
+                                       "drones, fast-backend env steps/s at 1, 32, 512 envs. "
+                                       "'ros': agent nodes at --rate Hz with sim_node for 4, 8, "
+                                       "16 drones, one process per agent vs one process for "
+                                       "all: deadline misses, odom-to-cmd_vel latency, CPU.")
+    bench.add_argument("what", choices=["sim", "infer", "ros"], help="what to benchmark")
+    bench.add_argument("--seconds", type=float, default=None,
+                       help="sim: measuring time per figure (default 3); ros: per row (default 10)")
+    bench.add_argument("--repeats", type=int, default=2000, help="infer: calls per latency figure")
+    bench.add_argument("--rate", type=float, default=30.0, help="ros: agent control rate in Hz")
+    bench.add_argument("--bundle", default=None,
+                       help="infer: bundle holding policy.pt (default the shipped coverage_4); "
+                            "ros: bundle flown (default random weights, shared parameters)")
     bench.set_defaults(func=cmd_bench)
+    train = sub.add_parser("train", help="train MAPPO/HAPPO/HATRPO/HAA2C on a scenario",
+                           description="Train a CTDE policy on a sim scenario. Configs: "
+                                       "policies/configs/<algo>.yaml and <scenario>.yaml, then "
+                                       "key=value overrides (algo.lr_actor=3e-4, "
+                                       "trainer.num_envs=64, env.width=8). Writes config.yaml, "
+                                       "checkpoint.pt, policy.pt, progress.csv and tb/ to --out.")
+    train.add_argument("--algo", required=True, choices=["mappo", "happo", "hatrpo", "haa2c"])
+    train.add_argument("--scenario", default="coverage", help="sim scenario (default coverage)")
+    train.add_argument("--num-drones", type=int, default=None, help="drones (scenario default 4)")
+    train.add_argument("--steps", type=int, default=1_000_000, help="env steps to train for")
+    train.add_argument("--backend", choices=["fast", "pybullet"], default=None,
+                       help="training dynamics (default fast)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default=None, help="run folder (default runs/<algo>_<scenario>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a trained run deterministically",
+                              description="Run K deterministic episodes of a run's policy (and "
+                                          "the random walk, same seeds); write eval_<backend>.json, "
+                                          "learning_curve.png, coverage_<backend>.png and "
+                                          "optionally a GIF into the run folder.")
+    evaluate.add_argument("run", help="run folder written by marl-ros train")
+    evaluate.add_argument("--backend", choices=["fast", "pybullet"], default="pybullet")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=12345)
+    evaluate.add_argument("--gif", action="store_true", help="also write an episode GIF")
+    evaluate.set_defaults(func=cmd_eval)
+
+    export = sub.add_parser("export", help="export a trained run as a policy bundle",
+                            description="Write BUNDLE_DIR/policy.onnx (one per agent when "
+                                        "parameters are not shared) and policy.yaml: observation "
+                                        "layout and hash, action mapping and limits, policy rate, "
+                                        "scenario parameters, recurrent state, agent ids, "
+                                        "checksums and provenance (with the run's evaluation "
+                                        "report if eval was run). The bundle is loaded back and "
+                                        "validated before the command returns.")
+    export.add_argument("run", help="run folder written by marl-ros train (or a policy.pt)")
+    export.add_argument("--out", required=True, help="bundle folder to write")
+    export.add_argument("--with-torch", action="store_true",
+                        help="also copy policy.pt into the bundle (for bench infer, fine-tuning)")
+    export.add_argument("--command-line", default=None,
+                        help="training command to record in the provenance")
+    export.set_defaults(func=cmd_export)
+
+    swarm = sub.add_parser(
+        "swarm", help="run the ROS 2 swarm graph (sim + agents + monitor) for one mission",
+        description="Start the node graph of launch/swarm.launch.py without ros2/launch_ros: "
+                    "sim_node (unless --no-sim), one agent_node per drone (or one process with "
+                    "--one-process) and monitor_node, each a process. Ends when the monitor "
+                    "reports the mission complete; prints coverage and writes report.json and "
+                    "coverage.png to --report-dir.")
+    swarm.add_argument("--num-drones", type=int, default=4)
+    swarm.add_argument("--policy", default=None, help="bundle folder (default: shipped coverage_4)")
+    swarm.add_argument("--scenario", default="coverage")
+    swarm.add_argument("--no-sim", dest="sim", action="store_false",
+                       help="do not start sim_node (real drones provide odom and swarm state)")
+    swarm.add_argument("--rate", type=float, default=0.0, help="agent rate in Hz (0 = bundle's)")
+    swarm.add_argument("--namespace-prefix", default="drone_")
+    swarm.add_argument("--use-sim-time", type=lambda v: v.lower() == "true", default=None,
+                       help="true/false (default: true with the simulator)")
+    swarm.add_argument("--one-process", action="store_true",
+                       help="all agent nodes in one process on one executor")
+    swarm.add_argument("--real-time-factor", type=float, default=1.0)
+    swarm.add_argument("--seed", type=int, default=0, help="start positions")
+    swarm.add_argument("--mission-steps", type=int, default=0,
+                       help="mission length in policy ticks (0 = scenario episode length)")
+    swarm.add_argument("--neighbour-drop", type=float, default=0.0,
+                       help="fault injection: probability of losing a neighbour's state")
+    swarm.add_argument("--report-dir", default="runs/swarm")
+    swarm.add_argument("--timeout", type=float, default=300.0, help="wall seconds at most")
+    swarm.set_defaults(func=cmd_swarm)
     return parser
 
 

@@ -141,9 +141,9 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
 
             known["env"] = {f.name for f in dataclasses.fields(SCENARIOS[scenario])}
         resolved = merge(resolved, parse_overrides(overrides, known))
-    # Validate now, so a typo fails before any environment is built.
-    trainer_config(resolved["trainer"])
-    algo_cls.from_dict(resolved["algo"])
+    # Validate now, so a typo fails before any environment is built; store typed values.
+    resolved["trainer"] = dataclasses.asdict(trainer_config(resolved["trainer"]))
+    resolved["algo"] = algo_cls.from_dict(resolved["algo"]).to_dict()
     return resolved
 
 

@@ -64,3 +64,108 @@ def evaluate_random_walk(scenario: str = "coverage", episodes: int = 16, backend
             venv.cfg, rng, (venv.num_envs, venv.num_agents)), seed)
     finally:
         venv.close()
+
+
+def record_episode(policy: TrainedPolicy, scenario: str, backend: str, seed: int,
+                   frames: bool = False, **params: Any) -> dict[str, Any]:
+    """One deterministic episode through the PettingZoo env and `policy.act` (dicts).
+
+    Returns the final coverage map, trajectories (T + 1, N, 3), end figures and, when
+    asked, the rendered frames for a GIF.
+    """
+    env = sim.make_env(scenario, backend=backend, seed=seed, **params)
+    obs, _ = env.reset(seed=seed)
+    policy.reset()
+    images = [env.render()] if frames else []
+    info: dict[str, float] = {}
+    total = 0.0
+    while env.agents:
+        obs, rewards, _, _, infos = env.step(policy.act(obs, deterministic=True))
+        total += float(np.mean(list(rewards.values())))
+        info = next(iter(infos.values()))
+        if frames:
+            images.append(env.render())
+    covered = getattr(env._vec.scenario, "covered", None)
+    out = {"cfg": env.cfg, "covered": None if covered is None else covered[0].copy(),
+           "trajectories": env.trajectories, "info": info, "return": total, "frames": images}
+    env.close()
+    return out
+
+
+def save_learning_curve(progress_csv: Any, path: Any, title: str) -> Any:
+    """Coverage and team return against env steps, from a run's progress.csv."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(progress_csv) as f:
+        rows = list(csv.DictReader(f))
+    steps = np.array([float(r["global_step"]) for r in rows])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "coverage", "mean coverage at episode end"),
+                           (axes[1], "episodic_return", "team return")):
+        values = np.array([float(r[key]) for r in rows])
+        ax.plot(steps, values, lw=1.5)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def evaluate_run(run_dir: Any, backend: str = "pybullet", episodes: int = 10, seed: int = 12345,
+                 gif: bool = False) -> dict[str, Any]:
+    """Evaluate a training run folder: JSON report, learning curve, coverage PNG, GIF.
+
+    Writes `eval_<backend>.json`, `learning_curve.png`, `coverage_<backend>.png` and
+    (with gif) `episode_<backend>.gif` into the run folder and returns the report.
+    """
+    import json
+    from pathlib import Path
+
+    from policies.config import read_yaml
+    from policies.policy import load
+    from sim.render import save_coverage_png
+
+    run = Path(run_dir)
+    config = read_yaml(run / "config.yaml")
+    scenario = config.get("scenario")
+    if scenario is None:
+        raise ValueError(f"{run} was trained on a user environment; evaluate it with "
+                         "policies.load(...).act(...) in your own loop.")
+    policy = load(run / "policy.pt")
+    params = {k: v for k, v in policy.metadata.get("env_config", {}).items() if k != "scenario"}
+    result = evaluate(policy, scenario, episodes, backend, seed, **params)
+    baseline = evaluate_random_walk(scenario, episodes, backend, seed, **params)
+    report: dict[str, Any] = {
+        "run": str(run), "algorithm": config["algorithm"], "scenario": scenario,
+        "backend": backend, "episodes": episodes, "seed": seed,
+        "trained_env_steps": policy.metadata.get("global_step"), "policy": result,
+        "random_walk": baseline, "env": params}
+    if (run / "progress.csv").exists():
+        report["learning_curve_png"] = str(save_learning_curve(
+            run / "progress.csv", run / "learning_curve.png",
+            f"{config['algorithm']} on {scenario}"))
+    episode = record_episode(policy, scenario, backend, seed, frames=gif, **params)
+    if episode["covered"] is not None:
+        report["coverage_png"] = str(save_coverage_png(
+            run / f"coverage_{backend}.png", episode["cfg"], episode["covered"],
+            episode["trajectories"],
+            f"{config['algorithm']} ({backend}): {100 * episode['info'].get('coverage', 0):.1f}%"))
+    if gif:
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in episode["frames"]]
+        path = run / f"episode_{backend}.gif"
+        images[0].save(path, save_all=True, append_images=images[1:], duration=125, loop=0)
+        report["gif"] = str(path)
+    out = run / f"eval_{backend}.json"
+    out.write_text(json.dumps(report, indent=2))
+    report["json"] = str(out)
+    return report

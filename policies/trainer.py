@@ -147,7 +147,13 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def train(self, total_steps: int) -> TrainedPolicy:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         per_update = self.tcfg.rollout_steps * self.env.num_envs
         num_updates = max(1, math.ceil(total_steps / per_update))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.distributions import kl_divergence
@@ -56,11 +57,25 @@ class HATRPO(OnPolicyAlgorithm):
     sequential = True
     cfg: HATRPOConfig
 
-    def mean_kl(self, agent: int, batch: dict[str, torch.Tensor], old_dist) -> torch.Tensor:
-        _, _, dist, _ = self.evaluate(agent, batch["obs"][..., agent, :], batch["starts"],
-                                      batch["hiddens"][:, agent], batch["actions"][..., agent, :])
+    def mean_kl(self, agent: int, inputs: tuple, old_dist) -> torch.Tensor:
+        """Mean KL(pi_old || pi) of `agent` over the batch."""
+        _, _, dist, _ = self.evaluate(agent, *inputs)
         kl = kl_divergence(old_dist, dist)
         return (kl if self.actor_of(agent).discrete else kl.sum(-1)).mean()
+
+    def surrogate(self, agent: int, inputs: tuple, weighted: torch.Tensor,
+                  old_log_prob: torch.Tensor) -> torch.Tensor:
+        """E[ratio * M * A] for `agent`: the objective its trust-region step improves."""
+        log_prob, _, _, _ = self.evaluate(agent, *inputs)
+        return ((log_prob - old_log_prob).exp() * weighted).mean()
+
+    def fisher_vector(self, agent: int, inputs: tuple, old_dist, params: list,
+                      v: torch.Tensor) -> torch.Tensor:
+        """(F + damping I) v, F the Hessian of the mean KL, by double backpropagation."""
+        kl = self.mean_kl(agent, inputs, old_dist)
+        kl_grad = parameters_to_vector(torch.autograd.grad(kl, params, create_graph=True))
+        hvp = parameters_to_vector(torch.autograd.grad(kl_grad @ v, params))
+        return hvp + self.cfg.cg_damping * v
 
     def update_actors(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
@@ -76,24 +91,11 @@ class HATRPO(OnPolicyAlgorithm):
             with torch.no_grad():
                 _, _, old_dist, _ = self.evaluate(i, *inputs)
             weighted = m_factor * adv
-
-            def surrogate(agent: int = i, w: torch.Tensor = weighted,
-                          old: torch.Tensor = old_log_prob) -> torch.Tensor:
-                log_prob, _, _, _ = self.evaluate(agent, *inputs)
-                return ((log_prob - old).exp() * w).mean()
-
-            loss = surrogate()
+            loss = self.surrogate(i, inputs, weighted, old_log_prob)
             grad = parameters_to_vector(torch.autograd.grad(loss, params))
-
-            def fisher_vector(v: torch.Tensor, agent: int = i, old=old_dist,
-                              ps: list = params) -> torch.Tensor:
-                kl = self.mean_kl(agent, batch, old)
-                kl_grad = parameters_to_vector(torch.autograd.grad(kl, ps, create_graph=True))
-                hvp = parameters_to_vector(torch.autograd.grad(kl_grad @ v, ps))
-                return hvp + cfg.cg_damping * v
-
-            direction = conjugate_gradient(fisher_vector, grad, cfg.cg_iterations)
-            curvature = direction @ fisher_vector(direction)
+            fisher = partial(self.fisher_vector, i, inputs, old_dist, params)
+            direction = conjugate_gradient(fisher, grad, cfg.cg_iterations)
+            curvature = direction @ fisher(direction)
             full_step = torch.sqrt(2 * cfg.kl_threshold / (curvature + 1e-12)) * direction
             expected = grad @ full_step
             old_params = parameters_to_vector(params).detach().clone()
@@ -102,8 +104,8 @@ class HATRPO(OnPolicyAlgorithm):
                 for k in range(cfg.line_search_steps):
                     fraction = cfg.backtrack_coef**k
                     vector_to_parameters(old_params + fraction * full_step, params)
-                    improvement = (surrogate() - loss).item()
-                    kl = self.mean_kl(i, batch, old_dist).item()
+                    improvement = (self.surrogate(i, inputs, weighted, old_log_prob) - loss).item()
+                    kl = self.mean_kl(i, inputs, old_dist).item()
                     if (kl <= cfg.kl_threshold and improvement > 0
                             and improvement >= cfg.accept_ratio * fraction * expected.item()):
                         accepted_kl, accepted = kl, True
