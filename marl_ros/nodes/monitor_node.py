@@ -2,9 +2,11 @@
 
 At the policy rate it marks every drone's footprint on the ground-truth coverage map
 (the simulator's rules, `sim.obs.mark_footprints`), and tracks the minimum separation,
-near-collisions (pairs closer than the scenario's collision distance) and geofence
-violations. Publishes `/swarm/coverage`, `/swarm/min_separation` (std_msgs/Float64),
-`/swarm/near_collisions`, `/swarm/geofence_violations` (std_msgs/Int32) and
+collisions (pairs closer than two rotor spans: the airframes touch), near-collisions
+(pairs closer than the scenario's collision_distance, the safety margin the reward
+penalises) and geofence violations (drone-ticks outside). Publishes `/swarm/coverage`,
+`/swarm/min_separation` (std_msgs/Float64), `/swarm/collisions`, `/swarm/near_collisions`,
+`/swarm/geofence_violations` (std_msgs/Int32, counts so far) and
 `/swarm/markers` (visualization_msgs/MarkerArray: drones and covered cells). The
 mission ends at full coverage or after `mission_steps` ticks: it then writes
 `report.json` and `coverage.png` to `report_dir` (also at shutdown) and, with
@@ -30,6 +32,7 @@ from marl_ros.nodes.messages import SENSOR_QOS, WORLD_FRAME, unpack_swarm_state
 from marl_ros.runtime import BundleError, default_bundle, load_swarm_config, read_bundle_metadata
 from sim import obs as O
 from sim.config import CoverageConfig
+from sim.drone import CrazyflieParams
 from sim.scenarios import pairwise_distances
 
 
@@ -61,6 +64,9 @@ class MonitorNode(Node):
         self.steps = 0
         self.min_separation = np.inf
         self.near_collisions = 0
+        self.collisions = 0
+        params = CrazyflieParams()
+        self.contact_distance = 2.0 * (params.arm + params.prop_radius)
         self.geofence_violations = 0
         self.complete = False
         self.report_written = False
@@ -68,7 +74,8 @@ class MonitorNode(Node):
         self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
                                  SENSOR_QOS)
         self.pubs = {name: self.create_publisher(kind, f"/swarm/{name}", 10) for name, kind in [
-            ("coverage", Float64), ("min_separation", Float64), ("near_collisions", Int32),
+            ("coverage", Float64), ("min_separation", Float64), ("collisions", Int32),
+            ("near_collisions", Int32),
             ("geofence_violations", Int32), ("mission_complete", Bool)]}
         self.marker_pub = self.create_publisher(MarkerArray, "/swarm/markers", 10)
         self.timer = self.create_timer(1.0 / self.rate, self.tick)
@@ -114,12 +121,14 @@ class MonitorNode(Node):
             d = pairwise_distances(pos[None])[0]
             self.min_separation = min(self.min_separation, float(d.min()))
             self.near_collisions += int(np.triu(d < self.cfg.collision_distance, 1).sum())
+            self.collisions += int(np.triu(d < self.contact_distance, 1).sum())
             current_min = float(d.min())
         else:
             current_min = float("inf")
         self.geofence_violations += int((~O.inside_geofence(pos, self.cfg)).sum())
         self.pubs["coverage"].publish(Float64(data=self.coverage))
         self.pubs["min_separation"].publish(Float64(data=current_min))
+        self.pubs["collisions"].publish(Int32(data=self.collisions))
         self.pubs["near_collisions"].publish(Int32(data=self.near_collisions))
         self.pubs["geofence_violations"].publish(Int32(data=self.geofence_violations))
         self.marker_pub.publish(self.markers())
@@ -164,7 +173,10 @@ class MonitorNode(Node):
             "coverage": round(self.coverage, 4),
             "min_separation_m": None if not np.isfinite(self.min_separation)
             else round(self.min_separation, 3),
+            "collisions": self.collisions,
+            "contact_distance_m": round(self.contact_distance, 3),
             "near_collisions": self.near_collisions,
+            "collision_distance_m": self.cfg.collision_distance,
             "geofence_violations": self.geofence_violations,
             "complete": self.complete,
             "policy": {k: self.provenance.get(k) for k in ("algorithm", "training_steps",
