@@ -178,3 +178,206 @@ def bench_infer(repeats: int = 2000, bundle: str | None = None,
                       f"{ratio:.2f}", "<= 0.33")
     console.print(table)
     return results
+
+
+# ------------------------------------------------------------------------------------------------
+# bench ros: the deployed graph's control loops, separate processes vs one process
+# ------------------------------------------------------------------------------------------------
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ros_loop_timing(num_drones: int, one_process: bool, bundle: str, rate: float,
+                    seconds: float, work_dir: Path, warmup: float = 2.0,
+                    start_timeout: float = 180.0) -> dict[str, float]:
+    """Run sim_node + the agents (wall clock, no monitor) and measure the agents' control ticks
+    over `seconds` once every agent is up: deadline misses (a tick starting more than half a
+    period late, or skipped), odometry-to-command latency (odometry stamp to cmd_vel publish),
+    and the agents' CPU time over wall time (in cores)."""
+    import dataclasses
+    import json
+    import signal
+    import subprocess
+
+    from marl_ros.graph import node_command, swarm_graph
+
+    stats_dir = work_dir / "stats"
+    specs = [s for s in swarm_graph(num_drones=num_drones, policy=bundle, rate=rate,
+                                    use_sim_time=False, one_process=one_process)
+             if s.executable != "monitor_node"]
+    specs = [dataclasses.replace(s, parameters={**s.parameters, "stats_dir": str(stats_dir)})
+             if s.executable != "sim_node" else s for s in specs]
+    work_dir.mkdir(parents=True, exist_ok=True)
+    procs: list[tuple[str, subprocess.Popen]] = []
+    sim_log = work_dir / "sim.log"
+    try:
+        for spec in specs:
+            name = spec.name + spec.namespace.replace("/", "_")
+            with open(work_dir / f"{name}.log", "w") as log:
+                procs.append((spec.executable, subprocess.Popen(
+                    node_command(spec), stdout=log, stderr=subprocess.STDOUT)))
+        deadline = time.monotonic() + start_timeout
+        while "starting simulated time" not in sim_log.read_text():
+            if time.monotonic() > deadline or any(p.poll() is not None for _, p in procs):
+                raise RuntimeError(f"the {num_drones}-drone graph did not start; see the logs "
+                                   f"in {work_dir}")
+            time.sleep(0.2)
+        time.sleep(warmup)
+        agents = [p for kind, p in procs if kind != "sim_node"]
+        sim_proc = next(p for kind, p in procs if kind == "sim_node")
+        window_start = time.time()
+        cpu0 = sum(_cpu_seconds(p.pid) for p in agents)
+        sim0 = _cpu_seconds(sim_proc.pid)
+        wall0 = time.monotonic()
+        time.sleep(seconds)
+        cpu = sum(_cpu_seconds(p.pid) for p in agents) - cpu0
+        sim_cpu = _cpu_seconds(sim_proc.pid) - sim0
+        wall = time.monotonic() - wall0
+        window_end = time.time()
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        end = time.monotonic() + 20
+        for _, proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+    lateness, latency, skipped, period = [], [], 0, 1.0 / rate
+    for i in range(num_drones):
+        path = stats_dir / f"agent_{i}.json"
+        if not path.is_file():
+            raise RuntimeError(f"agent {i} wrote no timing file ({path}); see {work_dir}")
+        stats = json.loads(path.read_text())
+        for start, late, skip, age, _ in stats["ticks"]:
+            if window_start <= start <= window_end and late is not None:
+                lateness.append(late)
+                skipped += skip
+                if age is not None:
+                    latency.append(age)
+    lateness, latency = np.array(lateness), np.array(latency) * 1e3
+    misses = int((lateness > 0.5 * period).sum()) + skipped
+    deadlines = len(lateness) + skipped
+    return {"deadlines": deadlines, "miss_fraction": misses / max(deadlines, 1),
+            "latency_p50_ms": float(np.percentile(latency, 50)) if latency.size else np.nan,
+            "latency_p99_ms": float(np.percentile(latency, 99)) if latency.size else np.nan,
+            "agent_cpu_cores": cpu / wall, "sim_cpu_cores": sim_cpu / wall}
+
+
+def bench_ros(seconds: float = 10.0, rate: float = 30.0, drones: tuple[int, ...] = (4, 8, 16),
+              bundle: str | None = None, console: Console | None = None) -> dict[str, float]:
+    """Agent control loops at `rate` Hz for 4, 8, 16 drones: one process per agent vs all
+    agents in one process (swarm_agents), with the PyBullet sim_node as the hardware."""
+    import tempfile
+
+    from policies.export import export_bundle
+
+    console = console or Console()
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="marl_ros_bench_ros_") as tmp:
+        if bundle is None:  # timing does not depend on the weights; any drone may fly it
+            bundle = str(export_bundle(_random_policy(False), Path(tmp) / "bundle"))
+            policy_name = "MLP 128x128, random weights"
+        else:
+            policy_name = Path(bundle).name
+        table = Table(title=f"marl-ros bench ros: agents at {rate:g} Hz, {seconds:g} s per row, "
+                            f"sim_node at 48 Hz ({policy_name})",
+                      caption="misses: ticks started > half a period late or skipped; latency: "
+                              "odom stamp -> cmd_vel publish; CPU: CPU s / wall s")
+        for col in ("N", "agents", "misses", "latency p50/p99 ms", "agent CPU", "sim CPU",
+                    "one/separate", "target"):
+            table.add_column(col, justify="left" if col == "agents" else "right")
+        for n in drones:
+            rows = {}
+            for one_process in (False, True):
+                mode = "one process" if one_process else "separate"
+                console.print(f"[dim]{n} drones, {mode}...[/dim]")
+                rows[mode] = r = ros_loop_timing(n, one_process, bundle, rate, seconds,
+                                                 Path(tmp) / f"{n}_{mode.replace(' ', '_')}")
+                for key, value in r.items():
+                    results[f"n{n}_{mode.replace(' ', '_')}_{key}"] = value
+            sep, one = rows["separate"], rows["one process"]
+            for mode, r in rows.items():
+                ratio = ""
+                if r is one:
+                    ratio = (f"CPU {one['agent_cpu_cores'] / sep['agent_cpu_cores']:.2f} "
+                             f"p99 {one['latency_p99_ms'] / sep['latency_p99_ms']:.2f}")
+                table.add_row(str(n), mode,
+                              f"{100 * r['miss_fraction']:.2f}% /{r['deadlines']}",
+                              f"{r['latency_p50_ms']:.1f} / {r['latency_p99_ms']:.1f}",
+                              f"{r['agent_cpu_cores']:.2f}", f"{r['sim_cpu_cores']:.2f}", ratio,
+                              "<= 1% misses" if n == 16 else "")
+    console.print(table)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# bench train: env steps/s of training and wall-clock time to a coverage threshold
+# ------------------------------------------------------------------------------------------------
+def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 0.9,
+                budget_minutes: float = 30.0, segment_steps: int = 500_000, episodes: int = 10,
+                seed: int = 0, console: Console | None = None) -> dict[str, float]:
+    """Train each algorithm on the default coverage task (4 drones, 20 x 20, T = 100, fast
+    backend) in segments; after each, evaluate deterministically in PyBullet. Reports the
+    training wall clock (evaluation excluded) at which coverage first reaches `threshold`,
+    and training env steps/s against the bare env steps/s of the same vector env."""
+    import tempfile
+
+    import torch
+
+    import policies
+    from policies.evaluation import evaluate, evaluate_random_walk
+
+    torch.set_num_threads(1)
+    console = console or Console()
+    eval_seed = 12345
+    random_walk = evaluate_random_walk("coverage", episodes=episodes, backend="pybullet",
+                                       seed=eval_seed)["coverage"]
+    results: dict[str, float] = {"random_walk_coverage": random_walk}
+    table = Table(title=f"marl-ros bench train: coverage, 4 drones, 20 x 20, T = 100 "
+                        f"(pybullet eval, {episodes} episodes; random walk "
+                        f"{100 * random_walk:.1f}%)")
+    for col in ("algorithm", "env steps", "train wall [min]", "coverage", "train steps/s",
+                "bare env steps/s", "ratio"):
+        table.add_column(col, justify="left" if col == "algorithm" else "right")
+    with tempfile.TemporaryDirectory(prefix="marl_ros_bench_train_") as tmp:
+        for algo in algos:
+            out = Path(tmp) / algo
+            config = {"trainer": {"progress": False, "tensorboard": False}}
+            num_envs = None
+            steps, train_s, reached = 0, 0.0, None
+            while train_s < budget_minutes * 60:
+                steps += segment_steps
+                start = time.perf_counter()
+                policy = policies.train(algo, "coverage", steps, seed=seed, config=config,
+                                        out_dir=out, resume=steps > segment_steps)
+                train_s += time.perf_counter() - start
+                if num_envs is None:
+                    import yaml
+
+                    num_envs = yaml.safe_load((out / "config.yaml").read_text())["trainer"][
+                        "num_envs"]
+                cov = evaluate(policy, "coverage", episodes=episodes, backend="pybullet",
+                               seed=eval_seed)["coverage"]
+                console.print(f"[dim]{algo}: {steps:,} steps, {train_s / 60:.1f} min, "
+                              f"coverage {100 * cov:.1f}%[/dim]")
+                if cov >= threshold:
+                    reached = train_s
+                    break
+            bare = fast_env_rate(num_envs, 3.0, seed=seed)
+            rate = steps / train_s
+            results[f"{algo}_minutes_to_threshold"] = np.nan if reached is None else reached / 60
+            results[f"{algo}_train_steps_per_s"] = rate
+            table.add_row(algo, f"{steps:,}",
+                          f"{reached / 60:.1f}" if reached is not None else f"> {train_s / 60:.1f}",
+                          f"{100 * cov:.1f}%", f"{rate:,.0f}", f"{bare:,.0f} ({num_envs} envs)",
+                          f"{rate / bare:.2f}")
+    console.print(table)
+    return results

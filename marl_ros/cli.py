@@ -57,6 +57,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.what == "sim":
         bench.bench_sim(seconds=args.seconds or 3.0)
+    elif args.what == "train":
+        bench.bench_train(budget_minutes=args.minutes)
     elif args.what == "infer":
         bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
     elif args.what == "ros":
@@ -169,8 +171,9 @@ def cmd_swarm(args: argparse.Namespace) -> int:
     report = json.loads(report_path.read_text())
     print(f"coverage {100 * report['coverage']:.1f}% after {report['steps']} steps "
           f"({report['simulated_s']:.1f} s), min separation {report['min_separation_m']} m, "
-          f"near-collisions {report['near_collisions']}, geofence violations "
-          f"{report['geofence_violations']}")
+          f"collisions {report['collisions']}, near-collisions (< "
+          f"{report['collision_distance_m']} m) {report['near_collisions']}, geofence "
+          f"violations {report['geofence_violations']}")
     print(f"wrote {report_path} and {report.get('png', '(no PNG)')}")
     return 0 if code == 0 else 1
 
@@ -196,10 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Print throughput figures with a baseline measured in the "
                                        "same run. 'sim': PyBullet physics steps/s for 4 and 16 "
                                        "drones, fast-backend env steps/s at 1, 32, 512 envs. "
+                                       "'train': MAPPO and HAPPO on default coverage, training "
+                                       "env steps/s and wall clock to 90% pybullet coverage. "
+                                       "'infer': batch-1 latency, torch eager vs onnxruntime. "
                                        "'ros': agent nodes at --rate Hz with sim_node for 4, 8, "
                                        "16 drones, one process per agent vs one process for "
                                        "all: deadline misses, odom-to-cmd_vel latency, CPU.")
-    bench.add_argument("what", choices=["sim", "infer", "ros"], help="what to benchmark")
+    bench.add_argument("what", choices=["sim", "train", "infer", "ros"],
+                       help="what to benchmark")
+    bench.add_argument("--minutes", type=float, default=30.0,
+                       help="train: training budget per algorithm")
     bench.add_argument("--seconds", type=float, default=None,
                        help="sim: measuring time per figure (default 3); ros: per row (default 10)")
     bench.add_argument("--repeats", type=int, default=2000, help="infer: calls per latency figure")

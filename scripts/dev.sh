@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates/refreshes .venv, installs what the project needs,
 # then runs the main job (`demo`) or the test suite (`test`).
-#   bash scripts/dev.sh demo [marl-ros swarm args...]
+#   bash scripts/dev.sh demo [marl-ros swarm args...]   (the ROS 2 swarm, shipped policy)
 #   bash scripts/dev.sh test [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +41,9 @@ setup_env
 export PATH="$venv/bin:$PATH"
 case "$cmd" in
   demo)
-    exec "$py" -m marl_ros.cli demo "$@"
+    # The main job: the ROS 2 swarm (PyBullet sim_node + one agent node per drone + monitor)
+    # flying the shipped coverage policy for one mission.
+    exec "$py" -m marl_ros.cli swarm --report-dir runs/swarm "$@"
     ;;
   test)
     "$py" -m ruff check .

@@ -14,7 +14,9 @@ it at start with one sentence.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -30,6 +32,7 @@ from marl_ros.nodes.messages import (
     SENSOR_QOS,
     make_twist,
     odometry_to_state,
+    stamp_to_seconds,
     unpack_swarm_state,
 )
 from marl_ros.runtime import BundleError, OnnxPolicy, default_bundle, load_swarm_config
@@ -53,8 +56,43 @@ def _describe(text: str, lo: float | None = None, hi: float | None = None,
     return d
 
 
+class TickStats:
+    """Benchmark instrumentation (parameter stats_dir, off by default): per control tick, how
+    late it started against the timer's schedule, ticks the timer skipped, the age of the own
+    odometry (from its stamp) when the command left, and the compute time."""
+
+    def __init__(self, path: Path, period_s: float):
+        self.path = path
+        self.period_ns = int(round(period_s * 1e9))
+        self.expected_ns: int | None = None  # when the tick now running was due
+        self.rows: list[list[float | None]] = []  # start s, lateness s, skipped, latency s, compute s
+
+    def record(self, node: AgentNode, start_ns: int, odom_stamp: float | None) -> None:
+        end_ns = node.get_clock().now().nanoseconds
+        late = None if self.expected_ns is None else (start_ns - self.expected_ns) * 1e-9
+        skipped = 0
+        until_next = node.timer.time_until_next_call()
+        if until_next is not None:
+            next_ns = end_ns + until_next
+            if self.expected_ns is not None:
+                skipped = max(0, round((next_ns - self.expected_ns) / self.period_ns) - 1)
+            self.expected_ns = next_ns
+        latency = None if odom_stamp is None else end_ns * 1e-9 - odom_stamp
+        self.rows.append([start_ns * 1e-9, late, skipped, latency, (end_ns - start_ns) * 1e-9])
+
+    def write(self, drone_id: int) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / f"agent_{drone_id}.json").write_text(json.dumps({
+            "drone_id": drone_id, "period_s": self.period_ns * 1e-9,
+            "columns": ["start_s", "lateness_s", "skipped_after", "odom_age_s", "compute_s"],
+            "ticks": self.rows}))
+
+
 class AgentNode(Node):
-    def __init__(self, node_name: str = "agent", **kwargs) -> None:
+    def __init__(self, node_name: str = "agent", *, swarm_subscription: bool = True,
+                 **kwargs) -> None:
+        """swarm_subscription=False: the host process delivers the swarm state (see
+        swarm_agents, which parses it once for all its agents)."""
         super().__init__(node_name, **kwargs)
         p = self.declare_parameter
         p("drone_id", 0, _describe("index i of this drone (/drone_i); selects its row in the "
@@ -79,6 +117,8 @@ class AgentNode(Node):
                                            "neighbour's state per tick", 0.0, 1.0))
         p("seed", 0, _describe("seed of the fault-injection random stream", 0, 2**31 - 1,
                                integer=True))
+        p("stats_dir", "", _describe("benchmarks: write per-tick timing to <dir>/agent_<id>.json "
+                                     "at shutdown; empty = off"))
         g = self.get_parameter
         self.drone_id = g("drone_id").value
         bundle = g("bundle").value
@@ -99,17 +139,21 @@ class AgentNode(Node):
 
         self.own: tuple[np.ndarray, np.ndarray] | None = None
         self.own_time = -1.0
+        self.own_stamp: float | None = None  # header stamp of the odometry in self.own
         self.own_problem = "no odometry received yet"
         self.swarm = np.zeros((0, 8))
         self.last_setpoint = HOVER.copy()
         self.ticks = 0
 
         self.create_subscription(Odometry, g("odom_topic").value, self.on_odom, SENSOR_QOS)
-        self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
-                                 SENSOR_QOS)
+        if swarm_subscription:
+            self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
+                                     SENSOR_QOS)
         # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator.
         self.cmd_pub = self.create_publisher(Twist, g("cmd_topic").value, COMMAND_QOS)
         self.timer = self.create_timer(1.0 / self.rate, self.control_tick)
+        stats_dir = g("stats_dir").value
+        self.stats = TickStats(Path(stats_dir), 1.0 / self.rate) if stats_dir else None
         prov = self.policy.provenance
         self.get_logger().info(
             f"drone {self.drone_id}: {prov.get('algorithm')} policy from {bundle} at "
@@ -143,17 +187,23 @@ class AgentNode(Node):
             return
         self.own = (pos, vel)
         self.own_time = self.now()
+        self.own_stamp = stamp_to_seconds(msg.header.stamp)
         self.own_problem = ""
 
     def on_swarm(self, msg: Float64MultiArray) -> None:
+        rows = self.parse_swarm(msg)
+        if rows is not None:
+            self.swarm = rows
+
+    def parse_swarm(self, msg: Float64MultiArray) -> np.ndarray | None:
+        """The finite rows of a swarm-state message, or None (with a warning) if malformed."""
         try:
             rows = unpack_swarm_state(msg)
         except ValueError as err:
-            self.get_logger().warn(f"ignoring malformed swarm state: {err}",
-                                   throttle_duration_sec=2.0)
-            return
-        finite = np.isfinite(rows).all(axis=1)
-        self.swarm = rows[finite]
+            self.get_logger().warning(f"ignoring malformed swarm state: {err}",
+                                      throttle_duration_sec=2.0)
+            return None
+        return rows[np.isfinite(rows).all(axis=1)]
 
     def heard_neighbours(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Other drones' fresh states as (M, 3) positions and velocities (radius filter is
@@ -167,8 +217,10 @@ class AgentNode(Node):
 
     # -- control --------------------------------------------------------------------------------
     def control_tick(self) -> None:
+        start_ns = self.get_clock().now().nanoseconds
+        odom_stamp = self.own_stamp if self.own is not None else None
         try:
-            setpoint = self.compute_setpoint(self.now())
+            setpoint = self.compute_setpoint(start_ns * 1e-9)
         except Exception as err:  # never die on a bad input: hover and say why
             self.get_logger().error(f"control step failed ({err!r}); commanding hover",
                                     throttle_duration_sec=2.0)
@@ -176,14 +228,16 @@ class AgentNode(Node):
         self.last_setpoint = setpoint
         self.cmd_pub.publish(make_twist(setpoint))
         self.ticks += 1
+        if self.stats is not None:
+            self.stats.record(self, start_ns, odom_stamp)
 
     def compute_setpoint(self, now: float) -> np.ndarray:
         if self.own is None:
-            self.get_logger().warn(f"{self.own_problem}; commanding hover",
+            self.get_logger().warning(f"{self.own_problem}; commanding hover",
                                    throttle_duration_sec=2.0)
             return HOVER
         if now - self.own_time > self.stale:
-            self.get_logger().warn(f"own odometry is stale ({now - self.own_time:.2f} s old > "
+            self.get_logger().warning(f"own odometry is stale ({now - self.own_time:.2f} s old > "
                                    f"{self.stale:g} s); commanding hover",
                                    throttle_duration_sec=2.0)
             return HOVER
@@ -206,9 +260,15 @@ class AgentNode(Node):
             elif pos[axis] > high[axis]:
                 out[axis] = -0.5 * self.limits[axis]
         if (out[:3] != setpoint[:3]).any():
-            self.get_logger().warn(f"outside the geofence at {np.round(pos, 2).tolist()}; "
+            self.get_logger().warning(f"outside the geofence at {np.round(pos, 2).tolist()}; "
                                    "flying back", throttle_duration_sec=2.0)
         return out
+
+    def destroy_node(self) -> None:
+        stats = getattr(self, "stats", None)  # absent when __init__ refused the bundle
+        if stats is not None:
+            stats.write(self.drone_id)
+        super().destroy_node()
 
 
 def run_nodes(nodes: list[Node]) -> None:

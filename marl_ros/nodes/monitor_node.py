@@ -90,7 +90,7 @@ class MonitorNode(Node):
         try:
             rows = unpack_swarm_state(msg)
         except ValueError as err:
-            self.get_logger().warn(f"ignoring malformed swarm state: {err}",
+            self.get_logger().warning(f"ignoring malformed swarm state: {err}",
                                    throttle_duration_sec=2.0)
             return
         rows = rows[np.isfinite(rows).all(axis=1)]

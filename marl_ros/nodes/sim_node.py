@@ -117,7 +117,7 @@ class SimNode(Node):
     def on_cmd(self, i: int, msg: Twist) -> None:
         setpoint = twist_to_setpoint(msg)
         if not np.isfinite(setpoint).all():
-            self.get_logger().warn(f"drone {i}: ignoring a non-finite cmd_vel",
+            self.get_logger().warning(f"drone {i}: ignoring a non-finite cmd_vel",
                                    throttle_duration_sec=2.0)
             return
         self.setpoints[i] = setpoint

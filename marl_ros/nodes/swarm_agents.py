@@ -2,8 +2,10 @@
 
 For large swarms on small machines: N agent nodes (namespaces /<prefix><i>) share one
 SingleThreadedExecutor instead of N processes each paying for its own interpreter,
-onnxruntime and DDS participant. Parameters as agent_node's, plus num_drones and
-namespace_prefix; per-drone drone_id is set here.
+onnxruntime and DDS participant. The swarm state is received and parsed once per message
+for all of them (N callbacks fewer per tick); each agent still keeps only what it hears.
+Parameters as agent_node's, plus num_drones and namespace_prefix; per-drone drone_id is
+set here.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import sys
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from std_msgs.msg import Float64MultiArray
 
 from marl_ros.nodes.agent_node import AgentNode, run_nodes
+from marl_ros.nodes.messages import SENSOR_QOS
 from marl_ros.runtime import BundleError
 
 SHARED = ("bundle", "rate", "comm_radius", "swarm_topic", "max_vxy", "max_vz", "max_yaw_rate",
-          "geofence_margin", "stale_timeout", "neighbour_drop", "seed", "use_sim_time")
+          "geofence_margin", "stale_timeout", "neighbour_drop", "seed", "stats_dir",
+          "use_sim_time")
 
 
 def main(args: list[str] | None = None) -> int:
@@ -31,7 +36,7 @@ def main(args: list[str] | None = None) -> int:
               for name in SHARED if host.has_parameter(name)]
     host.destroy_node()
     try:
-        nodes = [AgentNode("agent", namespace=f"/{prefix}{i}",
+        nodes = [AgentNode("agent", namespace=f"/{prefix}{i}", swarm_subscription=False,
                            parameter_overrides=shared + [Parameter("drone_id", value=i),
                                                          Parameter("num_drones", value=n)])
                  for i in range(n)]
@@ -39,6 +44,16 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger("swarm_agents").fatal(str(err))
         rclpy.shutdown()
         return 2
+    first = nodes[0]
+
+    def deliver(msg: Float64MultiArray) -> None:
+        rows = first.parse_swarm(msg)
+        if rows is not None:
+            for node in nodes:
+                node.swarm = rows
+
+    first.create_subscription(Float64MultiArray, first.get_parameter("swarm_topic").value,
+                              deliver, SENSOR_QOS)
     run_nodes(nodes)
     return 0
 

@@ -1,0 +1,531 @@
+"""ROS 2 deployment over real DDS: the swarm graph end to end, agent-node parity with the
+simulator, fault tolerance, and the launch/graph helpers.
+
+Every test runs on its own ROS_DOMAIN_ID (derived from the pid) so parallel runs do not
+hear each other; node processes are the ones `marl-ros swarm` starts (this interpreter,
+`-m marl_ros.nodes.<node>`), each stopped at teardown, every wait bounded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (ROS 2 Python client library)")
+
+from marl_ros.graph import (  # noqa: E402
+    LAUNCH_ARGUMENTS,
+    node_command,
+    parse_launch_arguments,
+    swarm_graph,
+)
+from marl_ros.runtime import SHIPPED_BUNDLE, BundleError, OnnxPolicy, load_swarm_config  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN_ID = 1 + os.getpid() % 101
+# Missions from three start configurations: one flight diverges from its simulator twin (ROS
+# timing differs by a controller tick or so and coverage flights are chaotic), the mean does not.
+MISSION_SEEDS = (0, 1, 2)
+MISSION_STEPS = 100  # policy ticks: the coverage scenario's episode length (12.5 s at 8 Hz)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures and helpers
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def ros_domain():
+    """A test-only ROS_DOMAIN_ID for this process and every node it starts."""
+    old = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
+    yield DOMAIN_ID
+    if old is None:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    else:
+        os.environ["ROS_DOMAIN_ID"] = old
+
+
+@pytest.fixture(scope="module")
+def shipped_bundle() -> Path:
+    """The shipped coverage policy (MARL_ROS_TEST_BUNDLE points elsewhere while it is made)."""
+    path = Path(os.environ.get("MARL_ROS_TEST_BUNDLE", SHIPPED_BUNDLE))
+    if not (path / "policy.yaml").is_file():
+        pytest.fail(f"the shipped policy bundle {path} is missing; train and export it with "
+                    "`marl-ros export RUN --out policies/zoo/coverage_4`.")
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_bundle(tmp_path_factory) -> Path:
+    """A shared-parameter coverage bundle with random weights (for tests of plumbing)."""
+    from marl_ros.bench import _random_policy
+    from policies.export import export_bundle
+
+    return export_bundle(_random_policy(False), tmp_path_factory.mktemp("bundle") / "random")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class Processes:
+    """Node processes started by one test; all stopped (SIGINT, then SIGKILL) at teardown."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, cmd: list[str], name: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "w")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
+        log.close()
+        proc.log_path = self.log_dir / f"{name}.log"
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        end = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+@pytest.fixture
+def processes(tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop()
+
+
+class Probe:
+    """An in-process rclpy context with one helper node, to publish and listen like a robot."""
+
+    def __init__(self):
+        import rclpy
+        import rclpy.executors
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
+        self.node = rclpy.create_node("probe", context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return condition()
+
+    def spin_for(self, seconds: float) -> None:
+        self.spin_until(lambda: False, seconds)
+
+    def close(self) -> None:
+        for node in list(self.executor.get_nodes()):
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown()
+        self.context.try_shutdown()
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    yield p
+    p.close()
+
+
+def simulator_mission(bundle: Path, seed: int, steps: int) -> dict:
+    """The bundle flown by OnnxPolicy in the PyBullet env from the start positions sim_node uses
+    for the same seed (both draw them first from default_rng(seed)). Returns coverage and, per
+    tick, every drone's position and velocity and each drone's setpoint."""
+    from sim.env import DroneSwarmEnv
+
+    cfg = load_swarm_config(bundle, 4)
+    policy = OnnxPolicy.load(bundle, config=cfg)
+    env = DroneSwarmEnv(cfg, backend="pybullet", render_mode=None, seed=seed)
+    obs, infos = env.reset(seed=seed)
+    positions, velocities, setpoints = [], [], []
+    coverage, near_collisions = infos["drone_0"]["coverage"], 0
+    for _ in range(steps):
+        outputs = {a: policy.run(obs[a], a) for a in env.possible_agents}
+        positions.append(env.positions)
+        velocities.append(env._vec.velocities[0])
+        setpoints.append(np.stack([outputs[a]["setpoint"][0] for a in env.possible_agents]))
+        obs, _, _, _, infos = env.step({a: outputs[a]["action"][0] for a in env.possible_agents})
+        coverage = infos["drone_0"]["coverage"]
+        near_collisions += int(infos["drone_0"]["collisions"])
+        if not env.agents:
+            break
+    env.close()
+    return {"coverage": coverage, "near_collisions": near_collisions,
+            "positions": np.array(positions),
+            "velocities": np.array(velocities), "setpoints": np.array(setpoints)}
+
+
+@pytest.fixture(scope="module")
+def simulator_reference(shipped_bundle) -> dict:
+    """The bundle in the PyBullet env from the missions' start positions: mean coverage and
+    near-collisions per mission."""
+    runs = [simulator_mission(shipped_bundle, seed, MISSION_STEPS) for seed in MISSION_SEEDS]
+    return {"coverage": float(np.mean([r["coverage"] for r in runs])),
+            "near_collisions": [r["near_collisions"] for r in runs]}
+
+
+def run_swarm_cli(bundle: Path, out: Path, seed: int, *extra: str, timeout: float = 150.0):
+    cmd = [sys.executable, "-m", "marl_ros.cli", "swarm", "--policy", str(bundle),
+           "--seed", str(seed), "--mission-steps", str(MISSION_STEPS),
+           "--report-dir", str(out), "--timeout", "120", *extra]
+    # Own process group: on a timeout the CLI and every node it started go down together.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), cwd=ROOT, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        raise
+    assert proc.returncode == 0, f"marl-ros swarm failed:\n{stdout}\n{stderr}"
+    return stdout, json.loads((out / "report.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------------
+# Graph and launch helpers (no DDS)
+# ------------------------------------------------------------------------------------------------
+def test_swarm_graph_lists_one_agent_per_drone_or_one_process(random_bundle):
+    separate = swarm_graph(num_drones=3, policy=str(random_bundle))
+    assert [s.executable for s in separate] == ["sim_node"] + ["agent_node"] * 3 + ["monitor_node"]
+    agents = separate[1:4]
+    assert [s.namespace for s in agents] == ["/drone_0", "/drone_1", "/drone_2"]
+    assert [s.parameters["drone_id"] for s in agents] == [0, 1, 2]
+    assert all(s.parameters["use_sim_time"] for s in separate[1:])  # agents follow /clock
+    assert separate[0].parameters["publish_clock"] and not separate[0].parameters["use_sim_time"]
+
+    one = swarm_graph(num_drones=3, policy=str(random_bundle), one_process=True)
+    assert [s.executable for s in one] == ["sim_node", "swarm_agents", "monitor_node"]
+    assert one[1].parameters["num_drones"] == 3
+
+    hardware = swarm_graph(num_drones=2, policy=str(random_bundle), sim=False)
+    assert [s.executable for s in hardware] == ["agent_node", "agent_node", "monitor_node"]
+    assert not any(s.parameters["use_sim_time"] for s in hardware)  # real drones: wall clock
+
+    cmd = node_command(agents[1])
+    assert cmd[:3] == [sys.executable, "-m", "marl_ros.nodes.agent_node"]
+    assert "__ns:=/drone_1" in cmd and "drone_id:=1" in cmd and "use_sim_time:=true" in cmd
+
+
+def test_swarm_graph_refuses_a_bundle_of_another_scenario(random_bundle):
+    with pytest.raises(BundleError, match="trained on scenario 'coverage'.*scenario:=coverage"):
+        swarm_graph(policy=str(random_bundle), scenario="spread")
+    with pytest.raises(BundleError, match="does not exist"):
+        swarm_graph(policy="/nonexistent/bundle")
+
+
+def test_parse_launch_arguments_types_and_errors():
+    args = parse_launch_arguments({"num_drones": "8", "one_process": "true", "sim": "false",
+                                   "rate": "30", "use_sim_time": "auto"})
+    assert args["num_drones"] == 8 and args["one_process"] is True and args["sim"] is False
+    assert args["rate"] == 30.0 and args["use_sim_time"] is None and args["policy"] is None
+    assert set(args) == set(LAUNCH_ARGUMENTS)  # every launch argument reaches swarm_graph
+    with pytest.raises(ValueError, match="unknown launch argument 'drones'"):
+        parse_launch_arguments({"drones": "4"})
+    with pytest.raises(ValueError, match="bad launch argument.*true or false"):
+        parse_launch_arguments({"one_process": "maybe"})
+
+
+def test_launch_file_yields_a_launch_description():
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (no ROS 2 launch "
+                                             "system here; `marl-ros swarm` starts the graph)")
+    from launch import LaunchDescription
+
+    spec = importlib.util.spec_from_file_location("swarm_launch", ROOT / "launch" /
+                                                  "swarm.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    declared = {a.name for a in description.get_launch_arguments()}
+    assert declared == set(LAUNCH_ARGUMENTS)
+
+
+# ------------------------------------------------------------------------------------------------
+# A bundle that cannot be flown stops the node at start with one sentence
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["missing", "comm_radius"])
+def test_missing_or_mismatched_bundle_stops_the_node_with_one_sentence(case, random_bundle):
+    params = {"missing": ["bundle:=/nonexistent/bundle"],
+              "comm_radius": [f"bundle:={random_bundle}", "comm_radius:=3.0"]}[case]
+    cmd = [sys.executable, "-m", "marl_ros.nodes.agent_node", "--ros-args"]
+    for p in params:
+        cmd += ["-p", p]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT,
+                            timeout=60)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "Traceback" not in out
+    fatal = [line for line in out.splitlines() if "FATAL" in line]
+    assert len(fatal) == 1, out
+    expected = {"missing": "policy bundle /nonexistent/bundle does not exist",
+                "comm_radius": "trained with comm_radius=1.5 but this node is configured with "
+                               "comm_radius=3.0"}[case]
+    assert expected in fatal[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Parity: the agent node fed the simulator's states publishes the simulator's commands
+# ------------------------------------------------------------------------------------------------
+def test_agent_nodes_fed_recorded_states_publish_the_simulator_commands(shipped_bundle, probe):
+    import rclpy
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import Float64MultiArray
+
+    from marl_ros.nodes.agent_node import AgentNode
+    from marl_ros.nodes.messages import (
+        COMMAND_QOS,
+        SENSOR_QOS,
+        make_odometry,
+        pack_swarm_state,
+        twist_to_setpoint,
+    )
+
+    ticks = 40
+    record = simulator_mission(shipped_bundle, seed=11, steps=ticks)
+    n = record["positions"].shape[1]
+    agents = [AgentNode("agent", namespace=f"/drone_{i}", context=probe.context,
+                        parameter_overrides=[Parameter("bundle", value=str(shipped_bundle)),
+                                             Parameter("drone_id", value=i),
+                                             Parameter("num_drones", value=n)])
+              for i in range(n)]
+    for agent in agents:
+        agent.timer.cancel()  # ticks are driven by the test, one per recorded state
+        probe.executor.add_node(agent)
+    odom_pubs = [probe.node.create_publisher(Odometry, f"/drone_{i}/odom", SENSOR_QOS)
+                 for i in range(n)]
+    swarm_pub = probe.node.create_publisher(Float64MultiArray, "/swarm/state", SENSOR_QOS)
+    received: dict[int, list[np.ndarray]] = {i: [] for i in range(n)}
+    for i in range(n):
+        probe.node.create_subscription(Twist, f"/drone_{i}/cmd_vel",
+                                       lambda msg, i=i: received[i].append(twist_to_setpoint(msg)),
+                                       COMMAND_QOS)
+    assert probe.spin_until(lambda: all(p.get_subscription_count() == 1 for p in odom_pubs)
+                            and swarm_pub.get_subscription_count() == n
+                            and all(probe.node.count_publishers(f"/drone_{i}/cmd_vel") == 1
+                                    for i in range(n)), timeout=20), "DDS discovery timed out"
+
+    published = np.zeros_like(record["setpoints"])
+    for t in range(ticks):
+        pos, vel = record["positions"][t], record["velocities"][t]
+        stamp = agents[0].get_clock().now()
+        stamp_s = stamp.nanoseconds * 1e-9
+
+        def delivered(stamp_s: float = stamp_s) -> bool:
+            return all(a.own_stamp is not None and abs(a.own_stamp - stamp_s) < 1e-6
+                       and len(a.swarm) == n and abs(a.swarm[0, 7] - stamp_s) < 1e-6
+                       for a in agents)
+
+        for _ in range(5):  # best-effort streams: publish again if a sample was lost
+            for i in range(n):
+                odom_pubs[i].publish(make_odometry(pos[i], vel[i], 0.0, np.zeros(3),
+                                                   stamp.to_msg(), f"drone_{i}"))
+            swarm_pub.publish(pack_swarm_state(np.arange(n), pos, vel, np.full(n, stamp_s)))
+            if probe.spin_until(delivered, timeout=1.0):
+                break
+        assert delivered(), f"tick {t}: the agents did not receive the recorded state"
+        for agent in agents:
+            agent.control_tick()
+        assert probe.spin_until(lambda t=t: all(len(received[i]) == t + 1 for i in range(n)),
+                                timeout=5), f"tick {t}: not every agent published cmd_vel"
+        published[t] = [received[i][-1] for i in range(n)]
+
+    assert np.abs(published).max() > 0.1  # the policy flies; hover would trivially match
+    np.testing.assert_allclose(published, record["setpoints"], rtol=0, atol=1e-5)
+    assert rclpy.ok(context=probe.context)
+
+
+# ------------------------------------------------------------------------------------------------
+# Faults on the agent's inputs: hover and warn (throttled), never die
+# ------------------------------------------------------------------------------------------------
+def test_bad_or_stale_odometry_makes_the_agent_hover_and_warn(random_bundle, processes, probe):
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from std_msgs.msg import Float64MultiArray
+
+    from marl_ros.nodes.messages import (
+        COMMAND_QOS,
+        SENSOR_QOS,
+        make_odometry,
+        pack_swarm_state,
+        twist_to_setpoint,
+    )
+
+    agent = processes.start([sys.executable, "-m", "marl_ros.nodes.agent_node", "--ros-args",
+                             "-r", "__ns:=/drone_0", "-p", f"bundle:={random_bundle}",
+                             "-p", "stale_timeout:=0.5"], "agent")
+    node = probe.node
+    odom_pub = node.create_publisher(Odometry, "/drone_0/odom", SENSOR_QOS)
+    swarm_pub = node.create_publisher(Float64MultiArray, "/swarm/state", SENSOR_QOS)
+    commands: list[tuple[float, np.ndarray]] = []
+    node.create_subscription(Twist, "/drone_0/cmd_vel", lambda m: commands.append(
+        (time.monotonic(), twist_to_setpoint(m))), COMMAND_QOS)
+    assert probe.spin_until(lambda: len(commands) > 0 and odom_pub.get_subscription_count() > 0,
+                            timeout=45), "the agent node did not come up"
+
+    good_pos = np.array([[2.0, 2.5, 1.0], [2.6, 2.5, 1.0], [1.0, 1.0, 1.0], [4.0, 4.0, 1.0]])
+    good_vel = np.zeros((4, 3))
+
+    def feed(seconds: float, odom: np.ndarray | None = None, swarm=None, speed: float = 0.0):
+        """Publish at 20 Hz for `seconds`; return the commands received in the second half."""
+        end = time.monotonic() + seconds
+        half = time.monotonic() + seconds / 2
+        while time.monotonic() < end:
+            stamp = node.get_clock().now()
+            if odom is not None:
+                odom_pub.publish(make_odometry(odom, np.array([speed, 0.0, 0.0]), 0.0,
+                                               np.zeros(3), stamp.to_msg(), "drone_0"))
+            msg = swarm if swarm is not None else pack_swarm_state(
+                np.arange(4), good_pos, good_vel, np.full(4, stamp.nanoseconds * 1e-9))
+            swarm_pub.publish(msg)
+            probe.spin_for(0.05)
+        return np.array([c for t, c in commands if t >= half])
+
+    def hovering(cmds: np.ndarray) -> bool:
+        return len(cmds) >= 3 and np.abs(cmds).max() == 0.0
+
+    flying = feed(1.5, good_pos[0])
+    assert len(flying) >= 3 and np.abs(flying).max() > 1e-4, "valid odometry must be flown"
+    assert hovering(feed(2.0, np.array([np.nan, 2.5, 1.0]))), "NaN odometry must give hover"
+    assert not hovering(feed(1.0, good_pos[0])), "the agent must recover on valid odometry"
+    assert hovering(feed(2.0, np.array([1e4, 2.5, 1.0]))), "an absurd position must give hover"
+    # rclpy throttles per call site, so this phase outlasts the previous fault's 2 s throttle.
+    assert hovering(feed(2.5, good_pos[0], speed=100.0)), "an absurd speed must give hover"
+    malformed = Float64MultiArray(data=[1.0] * 7)  # not a multiple of 8 values per drone
+    assert not hovering(feed(1.5, good_pos[0], swarm=malformed)), \
+        "a malformed swarm state costs the neighbours, not the own control"
+    assert hovering(feed(2.0, None)), "stale own odometry must give hover"
+    assert agent.poll() is None, "the agent node died on bad input"
+
+    processes.stop()
+    assert agent.returncode == 0
+    log = agent.log_path.read_text()
+    assert "Traceback" not in log
+    for phrase, seconds in [("NaN or infinite", 2.0), ("position [10000.0", 2.0),
+                            ("speed 100.0 m/s", 2.5), ("malformed swarm state", 1.5),
+                            ("stale", 2.0)]:
+        warnings = [line for line in log.splitlines() if "WARN" in line and phrase in line]
+        # 8 Hz ticks for `seconds` would repeat it 12-16 times; the 2 s throttle allows 1-2.
+        assert 1 <= len(warnings) <= math.ceil(seconds / 2.0) + 1, (phrase, warnings)
+
+
+# ------------------------------------------------------------------------------------------------
+# The swarm end to end: `marl-ros swarm` (sim_node + 4 agent processes + monitor) over DDS
+# ------------------------------------------------------------------------------------------------
+def test_marl_ros_swarm_flies_the_shipped_policy_like_the_simulator(shipped_bundle, tmp_path,
+                                                                   simulator_reference):
+    coverage = []
+    for seed in MISSION_SEEDS:
+        # Simulated time at twice the wall clock (/clock + use_sim_time) halves the wait.
+        out = tmp_path / f"seed{seed}"
+        stdout, report = run_swarm_cli(shipped_bundle, out, seed, "--real-time-factor", "2")
+        assert "coverage" in stdout and (out / "coverage.png").stat().st_size > 0
+        assert report["complete"] and report["steps"] == MISSION_STEPS
+        # No collisions: no two airframes closer than two rotor spans at any tick. (Passes
+        # under the 0.3 m safety margin, "near-collisions", are penalised in training and
+        # reported, but the policy has a few in the simulator too.)
+        assert report["collisions"] == 0, (
+            f"seed {seed}: {report['collisions']} collisions over ROS (min separation "
+            f"{report['min_separation_m']} m, near-collisions {report['near_collisions']}); in "
+            f"the simulator the policy has {simulator_reference['near_collisions']} "
+            f"near-collisions on seeds {MISSION_SEEDS}")
+        coverage.append(report["coverage"])
+    assert abs(np.mean(coverage) - simulator_reference["coverage"]) <= 0.10, (
+        coverage, simulator_reference)
+    assert np.mean(coverage) > 0.25  # well above a hovering swarm's start footprints
+
+
+def test_dropping_a_fifth_of_neighbour_messages_keeps_coverage(shipped_bundle, tmp_path,
+                                                               simulator_reference):
+    coverage = []
+    for seed in MISSION_SEEDS:
+        _, report = run_swarm_cli(shipped_bundle, tmp_path / f"seed{seed}", seed,
+                                  "--real-time-factor", "2", "--neighbour-drop", "0.2")
+        assert report["complete"], report
+        coverage.append(report["coverage"])
+    assert abs(np.mean(coverage) - simulator_reference["coverage"]) <= 0.10, (
+        coverage, simulator_reference)
+
+
+def test_killing_one_agent_leaves_the_others_flying_and_its_drone_holding(shipped_bundle,
+                                                                          processes, probe):
+    from geometry_msgs.msg import Twist
+    from std_msgs.msg import Float64, Float64MultiArray
+
+    from marl_ros.nodes.messages import COMMAND_QOS, SENSOR_QOS, unpack_swarm_state
+
+    specs = swarm_graph(num_drones=4, policy=str(shipped_bundle), seed=MISSION_SEEDS[0],
+                        real_time_factor=2.0, mission_steps=10_000,
+                        report_dir=str(processes.log_dir / "report"))
+    names = [s.name + s.namespace.replace("/", "_") for s in specs]  # sim, agent_drone_0, ...
+    procs = {name: processes.start(node_command(s), name) for name, s in zip(names, specs,
+                                                                               strict=True)}
+    states: list[np.ndarray] = []  # (4, 8) rows per swarm-state message, stamped in sim time
+    coverage: list[tuple[float, float]] = []
+    probe.node.create_subscription(Float64MultiArray, "/swarm/state",
+                                   lambda m: states.append(unpack_swarm_state(m)), SENSOR_QOS)
+    probe.node.create_subscription(Float64, "/swarm/coverage", lambda m: coverage.append(
+        (states[-1][0, 7] if states else 0.0, m.data)), 10)
+
+    def sim_time() -> float:
+        return states[-1][0, 7] if states else -1.0
+
+    commands: dict[int, list[tuple[float, float]]] = {i: [] for i in range(4)}  # (sim t, |cmd|)
+    for i in range(4):
+        probe.node.create_subscription(Twist, f"/drone_{i}/cmd_vel", lambda m, i=i: commands[
+            i].append((sim_time(), abs(m.linear.x) + abs(m.linear.y) + abs(m.linear.z))),
+            COMMAND_QOS)
+
+    assert probe.spin_until(lambda: sim_time() >= 2.0, timeout=60), "the swarm did not start"
+    victim = procs["agent_drone_0"]
+    victim.kill()  # SIGKILL: no goodbye, its commands just stop
+    victim.wait(timeout=5)
+    killed_at = sim_time()
+    assert probe.spin_until(lambda: sim_time() >= killed_at + 6.0, timeout=30)
+    assert all(p.poll() is None for name, p in procs.items() if name != "agent_drone_0"), \
+        "the other nodes must keep running"
+
+    stamps = np.array([s[0, 7] for s in states])
+    pos = np.array([s[:, 1:4] for s in states])  # (T, 4, 3) in drone-id order
+    settled = stamps >= killed_at + 1.5  # cmd_timeout 0.5 s, then the controller stops it
+    hold = pos[settled, 0]
+    drift = np.linalg.norm(hold - hold[0], axis=1).max()
+    assert len(hold) > 100 and drift < 0.15, f"the lost drone must hold (drifted {drift:.3f} m)"
+    for i in (1, 2, 3):  # 8 Hz policies: ~36 commands in 4.5 simulated seconds
+        flown = [size for t, size in commands[i] if t >= killed_at + 1.5]
+        assert len(flown) >= 20 and max(flown) > 0.05, f"drone {i} must keep being flown"
+    others = pos[settled, 1:]
+    travelled = np.linalg.norm(np.diff(others, axis=0), axis=2).sum()
+    assert travelled > 1.0, f"the other drones must keep flying (moved {travelled:.2f} m)"
+    cov = np.array(coverage)
+    after = cov[cov[:, 0] >= killed_at + 1.5, 1]
+    assert after[-1] - after[0] >= 0.01, f"coverage must keep growing ({after[0]} -> {after[-1]})"
