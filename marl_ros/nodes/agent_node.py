@@ -89,10 +89,9 @@ class TickStats:
 
 
 class AgentNode(Node):
-    def __init__(self, node_name: str = "agent", *, swarm_subscription: bool = True,
-                 **kwargs) -> None:
-        """swarm_subscription=False: the host process delivers the swarm state (see
-        swarm_agents, which parses it once for all its agents)."""
+    def __init__(self, node_name: str = "agent", *, hosted: bool = False, **kwargs) -> None:
+        """hosted=True: a host process (swarm_agents) delivers the swarm state, parsed once for
+        all its agents, and calls control_tick from one timer for all of them."""
         super().__init__(node_name, **kwargs)
         p = self.declare_parameter
         p("drone_id", 0, _describe("index i of this drone (/drone_i); selects its row in the "
@@ -146,12 +145,12 @@ class AgentNode(Node):
         self.ticks = 0
 
         self.create_subscription(Odometry, g("odom_topic").value, self.on_odom, SENSOR_QOS)
-        if swarm_subscription:
+        if not hosted:
             self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
                                      SENSOR_QOS)
         # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator.
         self.cmd_pub = self.create_publisher(Twist, g("cmd_topic").value, COMMAND_QOS)
-        self.timer = self.create_timer(1.0 / self.rate, self.control_tick)
+        self.timer = None if hosted else self.create_timer(1.0 / self.rate, self.control_tick)
         stats_dir = g("stats_dir").value
         self.stats = TickStats(Path(stats_dir), 1.0 / self.rate) if stats_dir else None
         prov = self.policy.provenance
