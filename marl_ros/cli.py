@@ -100,7 +100,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train an on-policy CTDE algorithm on a sim scenario (a thin layer over policies.train)."""
+    """Train a CTDE algorithm on a sim scenario (a thin layer over policies.train)."""
     import torch
 
     import policies
@@ -217,13 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="infer: bundle holding policy.pt (default the shipped coverage_4); "
                             "ros: bundle flown (default random weights, shared parameters)")
     bench.set_defaults(func=cmd_bench)
-    train = sub.add_parser("train", help="train MAPPO/HAPPO/HATRPO/HAA2C on a scenario",
+    train = sub.add_parser("train", help="train a CTDE algorithm (on-policy, value "
+                                         "decomposition or COMA) on a scenario",
                            description="Train a CTDE policy on a sim scenario. Configs: "
                                        "policies/configs/<algo>.yaml and <scenario>.yaml, then "
                                        "key=value overrides (algo.lr_actor=3e-4, "
                                        "trainer.num_envs=64, env.width=8). Writes config.yaml, "
                                        "checkpoint.pt, policy.pt, progress.csv and tb/ to --out.")
-    train.add_argument("--algo", required=True, choices=["mappo", "happo", "hatrpo", "haa2c"])
+    train.add_argument("--algo", required=True,
+                       choices=["mappo", "happo", "hatrpo", "haa2c",  # policies.ALGORITHM_NAMES
+                                "iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma"],
+                       help="iql, vdn, qmix, qtran_base, qtran_alt and coma need discrete "
+                            "actions (their coverage.yaml sections set env.action_mode=discrete)")
     train.add_argument("--scenario", default="coverage", help="sim scenario (default coverage)")
     train.add_argument("--num-drones", type=int, default=None, help="drones (scenario default 4)")
     train.add_argument("--steps", type=int, default=1_000_000, help="env steps to train for")

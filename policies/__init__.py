@@ -1,4 +1,5 @@
-"""CTDE learning for drone swarms: the on-policy family (MAPPO, HAPPO, HATRPO, HAA2C).
+"""CTDE learning for drone swarms: the on-policy family (MAPPO, HAPPO, HATRPO, HAA2C) and the
+episodic family (IQL, VDN, QMIX, QTRAN-base, QTRAN-alt, COMA; Discrete actions only).
 
     import policies
     policy = policies.train("mappo", "coverage", 200_000, config={"env": {"num_drones": 2}})
@@ -12,7 +13,9 @@
 - a function returning any PettingZoo `ParallelEnv` with Box observations and Box or
   Discrete actions. `trainer.num_envs` copies are stepped in turn. The team reward is
   the mean of the agents' rewards, the critic's state is `env.state()` or, where the env
-  does not implement it, the concatenation of all agents' observations. Heterogeneous
+  does not implement it, the concatenation of all agents' observations.
+- "matrix" (episodic family): the one-step cooperative matrix game of
+  `policies.matrix_game`, its payoff table from the config's `env` section. Heterogeneous
   agents need `algo.share_params: false` (the default of every algorithm but MAPPO).
 """
 
@@ -24,7 +27,9 @@ from typing import Any
 
 from policies.policy import TrainedPolicy, load
 
-ALGORITHM_NAMES = ("mappo", "happo", "hatrpo", "haa2c")
+ON_POLICY_ALGORITHM_NAMES = ("mappo", "happo", "hatrpo", "haa2c")
+VALUE_ALGORITHM_NAMES = ("iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma")  # discrete
+ALGORITHM_NAMES = ON_POLICY_ALGORITHM_NAMES + VALUE_ALGORITHM_NAMES
 
 
 def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed: int = 0,
@@ -39,6 +44,7 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     """
     from policies.config import read_yaml, resolve_config
     from policies.trainer import Trainer
+    from policies.value.trainer import EpisodicTrainer
 
     if resume:
         if out_dir is None:
@@ -47,7 +53,9 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     else:
         scenario = env_fn if isinstance(env_fn, str) else None
         resolved = resolve_config(algo, scenario, config, overrides, seed=seed)
-    return Trainer(resolved, env_fn, out_dir, resume=resume).train(total_steps)
+    trainer_cls = EpisodicTrainer if resolved["algorithm"] in VALUE_ALGORITHM_NAMES else Trainer
+    return trainer_cls(resolved, env_fn, out_dir, resume=resume).train(total_steps)
 
 
-__all__ = ["ALGORITHM_NAMES", "TrainedPolicy", "load", "train"]
+__all__ = ["ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES", "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
+           "load", "train"]

@@ -112,10 +112,12 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
                    overrides: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """The complete config for a run (see the module docstring for the order)."""
     from policies.algos import ALGORITHMS
+    from policies.value import VALUE_ALGORITHMS
 
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}.")
-    algo_cls = ALGORITHMS[algorithm].config_class
+    families = {**ALGORITHMS, **VALUE_ALGORITHMS}
+    if algorithm not in families:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(families)}.")
+    algo_cls = families[algorithm].config_class
     resolved: dict[str, Any] = {"algorithm": algorithm, "scenario": scenario, "seed": seed,
                                 "env": {}, "trainer": dataclasses.asdict(TrainerConfig()),
                                 "algo": algo_cls().to_dict()}
@@ -136,9 +138,9 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
                                     if k not in ("algorithm", "scenario")})
     if overrides:
         known = {"trainer": set(resolved["trainer"]), "algo": set(resolved["algo"])}
-        if scenario is not None:
-            from sim import SCENARIOS
+        from sim import SCENARIOS
 
+        if scenario in SCENARIOS:
             known["env"] = {f.name for f in dataclasses.fields(SCENARIOS[scenario])}
         resolved = merge(resolved, parse_overrides(overrides, known))
     # Validate now, so a typo fails before any environment is built; store typed values.

@@ -160,6 +160,10 @@ def load(path: str | os.PathLike) -> TrainedPolicy:
         raise FileNotFoundError(f"no policy at {path}; pass a policy.pt file or a run folder "
                                 "written by `marl-ros train`.")
     data = torch.load(path, map_location="cpu", weights_only=False)
+    if data.get("format") == "recurrent_agent":  # the episodic family (QMIX, COMA, ...)
+        from policies.value.policy import RecurrentAgentPolicy
+
+        return RecurrentAgentPolicy.from_payload(data, path)
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has policy format {data.get('format_version')!r}; this version "
                          f"reads format {FORMAT_VERSION}. Retrain or use the matching release.")

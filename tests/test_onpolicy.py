@@ -33,7 +33,7 @@ QUIET = {"progress": False, "tensorboard": False}
 LEARNING_MARGIN = 0.20
 
 
-@pytest.mark.parametrize("algo", policies.ALGORITHM_NAMES)
+@pytest.mark.parametrize("algo", policies.ON_POLICY_ALGORITHM_NAMES)
 def test_algorithm_learns_small_coverage_above_random_walk(algo):
     policy = policies.train(algo, "coverage", 150_000, seed=0,
                             config={"env": SMALL, "trainer": QUIET})
@@ -240,7 +240,7 @@ def test_config_overrides_and_clear_errors():
     with pytest.raises(ValueError, match="section.key"):
         resolve_config("mappo", "coverage", None, ["nonsense=1"])
     with pytest.raises(ValueError, match="separate parameters"):
-        small_trainer_cfg = resolve_config("happo", "coverage", {"env": SMALL, "trainer": QUIET,
+        small_trainer_cfg = resolve_config("hatrpo", "coverage", {"env": SMALL, "trainer": QUIET,
                                                                   "algo": {"share_params": True}})
         Trainer(small_trainer_cfg, "coverage")
     with pytest.raises(ValueError, match="unknown algorithm"):

@@ -86,14 +86,15 @@ class OnPolicyAlgorithm:
     """Actors, centralised critic, optimisers; `update` = critic regression + `update_actors`."""
 
     config_class: type[OnPolicyConfig] = OnPolicyConfig
-    sequential = False  # agents updated one after another: needs one actor per agent
+    sequential = False  # agents updated one after another: needs one actor per agent ...
+    sequential_shared = False  # ... unless the algorithm handles a shared actor (HAPPO)
 
     def __init__(self, cfg: OnPolicyConfig, spec: EnvSpec, rng: np.random.Generator):
         self.cfg = cfg
         self.spec = spec
         self.rng = rng  # minibatch shuffles and agent orders come from the trainer's stream
         n = spec.num_agents
-        if cfg.share_params and self.sequential:
+        if cfg.share_params and self.sequential and not self.sequential_shared:
             raise ValueError(f"{type(self).__name__} updates agents one after another and needs "
                              "separate parameters; set share_params=false.")
         if cfg.share_params and not spec.homogeneous:

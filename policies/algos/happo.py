@@ -8,6 +8,13 @@ i_m maximises the clipped objective with the advantage weighted by
 
 the ratios of the agents already updated in this round, so each agent improves
 given what its predecessors just changed (the multi-agent advantage decomposition).
+
+With `share_params` (homogeneous agents; the reference implementation's share_param
+option) the one actor still takes the agents' steps one after another, each on that
+agent's samples. Agent i_m's step then also moves its predecessors' policies, so M is
+re-evaluated with the current actor before every agent: M = prod_{k < m} pi_now(a^{i_k} |
+o^{i_k}) / pi_old(a^{i_k} | o^{i_k}), the predecessors' policies as they are when agent i_m
+updates. With separate actors pi_now^{i_k} is agent i_k's new policy, and this is the M above.
 """
 
 from __future__ import annotations
@@ -30,34 +37,51 @@ class HAPPOConfig(OnPolicyConfig):
 class HAPPO(OnPolicyAlgorithm):
     config_class = HAPPOConfig
     sequential = True
+    sequential_shared = True
     cfg: HAPPOConfig
 
     def update_actors(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
         adv = self.advantages(batch)
         m_factor = torch.ones_like(adv)  # product of the predecessors' ratios, (L, B)
-        stats: dict[str, list[float]] = {"policy_loss": [], "entropy": [], "m_factor": []}
+        stats: dict[str, list[float]] = {"policy_loss": [], "entropy": [], "approx_kl": [],
+                                         "clipfrac": [], "m_factor": [], "m_factor_std": []}
+        log_ratios: dict[int, torch.Tensor] = {}  # log pi_now / pi_old of the updated agents
         for i in sequential_agent_order(self.rng, self.spec.num_agents):
             old_log_prob = batch["log_probs"][..., i]
+            optimizer = self.actor_optimizers[0 if cfg.share_params else i]
             for _ in range(cfg.epochs):
                 for idx in self.minibatches(adv.shape[1], cfg.minibatches):
                     log_prob, entropy, _, _ = self.evaluate(
                         i, batch["obs"][:, idx, i], batch["starts"][:, idx],
                         batch["hiddens"][idx, i], batch["actions"][:, idx, i])
-                    ratio = (log_prob - old_log_prob[:, idx]).exp()
+                    log_ratio = log_prob - old_log_prob[:, idx]
+                    ratio = log_ratio.exp()
                     weighted = m_factor[:, idx] * adv[:, idx]
                     surrogate = torch.min(ratio * weighted,
                                           ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * weighted)
                     loss = -surrogate.mean() - cfg.ent_coef * entropy.mean()
-                    self.actor_optimizers[i].zero_grad()
+                    optimizer.zero_grad()
                     loss.backward()
                     self.clip_actor_grads(i)
-                    self.actor_optimizers[i].step()
+                    optimizer.step()
                     stats["policy_loss"].append(-surrogate.mean().item())
                     stats["entropy"].append(entropy.mean().item())
-            with torch.no_grad():  # agent i is done: fold its new/old ratio into M
-                new_log_prob, _, _, _ = self.evaluate(i, batch["obs"][..., i, :], batch["starts"],
-                                                      batch["hiddens"][:, i], batch["actions"][..., i, :])
-                m_factor = m_factor * (new_log_prob - old_log_prob).exp()
+                    with torch.no_grad():
+                        stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+                        stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip_coef)
+                                                 .float().mean().item())
+            with torch.no_grad():  # agent i is done: M for the next agent
+                # Separate actors: only agent i's policy changed. A shared actor moved every
+                # predecessor's policy too, so all of their ratios are evaluated again.
+                for k in (list(log_ratios) + [i]) if cfg.share_params else [i]:
+                    new_log_prob, _, _, _ = self.evaluate(
+                        k, batch["obs"][..., k, :], batch["starts"], batch["hiddens"][:, k],
+                        batch["actions"][..., k, :])
+                    log_ratios[k] = new_log_prob - batch["log_probs"][..., k]
+                m_factor = torch.ones_like(adv)
+                for log_ratio in log_ratios.values():
+                    m_factor = m_factor * log_ratio.exp()
             stats["m_factor"].append(m_factor.mean().item())
+            stats["m_factor_std"].append(m_factor.std().item())
         return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}

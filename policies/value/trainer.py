@@ -1,0 +1,224 @@
+"""The episodic training loop: collect whole episodes -> store -> sample episodes -> update -> log.
+
+It writes the same run folder as the on-policy `Trainer` (config.yaml, checkpoint.pt,
+policy.pt, progress.csv, tb/) and inherits its logging and progress-file handling.
+One iteration collects one episode in each of `trainer.num_envs` environments (all
+restarted from a seed derived from (seed, iteration)), adds them to the episode replay
+buffer, then takes `algo.updates_per_collect` gradient steps on sampled episodes (COMA:
+on the episodes just collected). `checkpoint_every` counts iterations.
+
+Exact resume: the checkpoint holds networks, optimisers, normalisers, RNG states and the
+replay buffer; since every iteration restarts its environments from a derived seed, a
+resumed run continues like the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policies.config import save_config, trainer_config
+from policies.envs import EPISODE_METRICS, ParallelEnvBatch, SimVecEnv
+from policies.normalization import ObservationNormalizer
+from policies.policy import atomic_torch_save
+from policies.trainer import Trainer, make_batched_env, segment_seed
+from policies.value import VALUE_ALGORITHMS
+from policies.value.common import EpisodeBuffer, normalized_batch
+from policies.value.policy import RecurrentAgentPolicy
+
+CHECKPOINT_VERSION = 1
+
+
+def make_episodic_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any]):
+    if env_fn == "matrix":
+        from policies.matrix_game import MatrixGame
+
+        params = dict(resolved["env"])
+        return ParallelEnvBatch(lambda: MatrixGame(**params), resolved["trainer"]["num_envs"])
+    return make_batched_env(env_fn, resolved)
+
+
+def episode_limit(env: Any, configured: int) -> int:
+    if configured > 0:
+        return configured
+    if isinstance(env, SimVecEnv):
+        return int(env.cfg.max_steps)
+    first = env.envs[0]
+    for name in ("max_steps", "max_cycles", "max_episode_steps"):
+        if isinstance(getattr(first, name, None), int):
+            return int(getattr(first, name))
+    raise ValueError("cannot tell the episode length of this environment; set algo.episode_limit "
+                     "(the padded episode length of the replay buffer).")
+
+
+class EpisodicTrainer(Trainer):
+    def __init__(self, resolved: dict[str, Any], env_fn: str | Callable[[], Any],
+                 out_dir: str | Path | None = None, resume: bool = False):
+        self.config = resolved
+        self.tcfg = trainer_config(resolved["trainer"])
+        torch.set_num_threads(self.tcfg.torch_threads)
+        self.seed = int(resolved["seed"])
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.env = make_episodic_env(env_fn, resolved)
+        spec = self.env.spec
+        torch.manual_seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        algo_cls = VALUE_ALGORITHMS[resolved["algorithm"]]
+        self.algo = algo_cls(algo_cls.config_class.from_dict(resolved["algo"]), spec, self.rng)
+        acfg = self.algo.cfg
+        self.limit = episode_limit(self.env, acfg.episode_limit)
+        n, d = spec.num_agents, spec.obs_size
+        self.obs_norm = ObservationNormalizer((d,), enabled=self.tcfg.normalize_obs)
+        self.state_norm = ObservationNormalizer((spec.state_size,), enabled=self.tcfg.normalize_state)
+        capacity = spec.num_envs if self.algo.on_policy else acfg.buffer_episodes
+        self.buffer = EpisodeBuffer(capacity, self.limit, n, d, spec.state_size)
+        self.global_step = 0
+        self.update = 0  # iterations (collect + train)
+        self.wall_time = 0.0
+        self.history: list[dict[str, float]] = []
+        if resume:
+            self.load_checkpoint()
+        elif self.out_dir is not None:
+            save_config(resolved, self.out_dir / "config.yaml")
+        self.writer = None
+        if self.out_dir is not None and self.tcfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.global_step or None)
+
+    # -- collection ---------------------------------------------------------------------------
+    def collect(self) -> dict[str, float]:
+        """One episode per environment into the buffer; returns the episodes' mean figures."""
+        env, algo, t_max = self.env, self.algo, self.limit
+        e, n, d = env.num_envs, env.spec.num_agents, env.spec.obs_size
+        ep = {"obs": np.zeros((e, t_max + 1, n, d), np.float32),
+              "state": np.zeros((e, t_max + 1, env.spec.state_size), np.float32),
+              "actions": np.zeros((e, t_max + 1, n), np.int64),
+              "reward": np.zeros((e, t_max), np.float32),
+              "terminated": np.zeros((e, t_max), np.float32),
+              "mask": np.zeros((e, t_max), np.float32)}
+        obs = env.reset(seed=segment_seed(self.seed, self.update))
+        active = np.ones(e, bool)
+        hidden = torch.zeros(e, n, algo.hidden_size)
+        last = -np.ones((e, n), np.int64)
+        figures: dict[str, np.ndarray] = {k: np.zeros(e) for k in EPISODE_METRICS}
+        seen: set[str] = set()
+        for t in range(t_max):
+            ep["obs"][active, t] = obs[active]
+            ep["state"][active, t] = env.state()[active]
+            actions, hidden = algo.select_actions(self.obs_norm(obs), last, hidden, self.global_step)
+            obs, reward, terminated, _, infos = env.step(actions[..., None].astype(np.float32))
+            done = infos["done"].astype(bool)
+            ep["actions"][active, t] = actions[active]
+            ep["reward"][active, t] = reward[active]
+            ep["terminated"][active, t] = terminated[active]
+            ep["mask"][active, t] = 1.0
+            ending = active & done
+            if ending.any():
+                ep["obs"][ending, t + 1] = infos["final_obs"][ending]
+                ep["state"][ending, t + 1] = infos["final_state"][ending]
+            for k in EPISODE_METRICS:
+                if k in infos:
+                    figures[k][active] = infos[k][active]
+                    seen.add(k)
+            active &= ~done
+            last = actions
+            if not active.any():
+                break
+        if active.any():  # cut at the episode limit: bootstrap from where it stands
+            ep["obs"][active, t_max] = obs[active]
+            ep["state"][active, t_max] = env.state()[active]
+        mask = ep["mask"].astype(bool)
+        self.global_step += int(mask.sum())
+        self.buffer.add(ep)
+        real_obs = ep["obs"][:, :t_max][mask]
+        self.obs_norm.update(real_obs.reshape(-1, d))
+        self.state_norm.update(ep["state"][:, :t_max][mask])
+        out = {"episodic_return": float(ep["reward"].sum(1).mean()),
+               "episodic_length": float(mask.sum(1).mean())}
+        out.update({k: float(figures[k].mean()) for k in seen})
+        return out
+
+    # -- the loop ----------------------------------------------------------------------------
+    def train(self, total_steps: int) -> RecurrentAgentPolicy:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        acfg = self.algo.cfg
+        progress = Progress(TextColumn(f"[bold]{self.config['algorithm']}"), BarColumn(),
+                            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                            TextColumn("{task.fields[rate]:>8} steps/s"),
+                            TextColumn("return {task.fields[ret]}"),
+                            TextColumn("coverage {task.fields[cov]}"), TimeElapsedColumn(),
+                            disable=not self.tcfg.progress)
+        last: dict[str, float] = {}
+        with progress:
+            task = progress.add_task("train", total=total_steps, completed=self.global_step,
+                                     rate="-", ret="-", cov="-")
+            while self.global_step < total_steps:
+                start = time.perf_counter()
+                before = self.global_step
+                episodes = self.collect()
+                losses: dict[str, float] = {}
+                ready = self.algo.on_policy or self.buffer.size >= max(acfg.learning_starts,
+                                                                       acfg.batch_episodes)
+                if ready:
+                    for _ in range(acfg.updates_per_collect):
+                        batch = (self.buffer.latest(self.env.num_envs) if self.algo.on_policy
+                                 else self.buffer.sample(acfg.batch_episodes, self.rng))
+                        losses = self.algo.update(normalized_batch(batch, self.obs_norm, self.state_norm))
+                losses.update(self.algo.exploration_figures(self.global_step))
+                self.update += 1
+                elapsed = time.perf_counter() - start
+                self.wall_time += elapsed
+                last.update(episodes)
+                rate = (self.global_step - before) / elapsed
+                self.log(episodes, losses, rate)
+                progress.update(task, completed=self.global_step, rate=f"{rate:,.0f}",
+                                ret=f"{last.get('episodic_return', float('nan')):.3f}",
+                                cov=f"{100 * last['coverage']:.1f}%" if "coverage" in last else "-")
+                if self.out_dir is not None and self.update % self.tcfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        policy = self.policy()
+        if self.out_dir is not None:
+            if self.update % self.tcfg.checkpoint_every:
+                self.save_checkpoint()
+            policy.save(self.out_dir / "policy.pt")
+        if self.writer is not None:
+            self.writer.close()
+        return policy
+
+    # -- results and checkpoints ---------------------------------------------------------------
+    def policy(self) -> RecurrentAgentPolicy:
+        spec, acfg, algo = self.env.spec, self.algo.cfg, self.algo
+        network = {"input_size": algo.input_size, "hidden_sizes": list(acfg.hidden_sizes),
+                   "gru_size": acfg.gru_size, "num_actions": algo.num_actions,
+                   "agent_id": acfg.agent_id, "last_action": acfg.last_action,
+                   "output": algo.output_kind, "epsilon": acfg.epsilon_finish}
+        metadata = {"algorithm": self.config["algorithm"], "seed": self.seed,
+                    "global_step": self.global_step, "scenario": self.config.get("scenario")}
+        if isinstance(self.env, SimVecEnv):
+            metadata["env_config"] = self.env.cfg.to_dict()
+        return RecurrentAgentPolicy(spec.agents, spec.observation_spaces, spec.action_spaces,
+                                    algo.agent, self.obs_norm, network, metadata)
+
+    def save_checkpoint(self) -> Path:
+        assert self.out_dir is not None
+        path = self.out_dir / "checkpoint.pt"
+        atomic_torch_save({
+            "version": CHECKPOINT_VERSION, "config": self.config, "global_step": self.global_step,
+            "update": self.update, "wall_time": self.wall_time, "algo": self.algo.state_dict(),
+            "obs_norm": self.obs_norm.state_dict(), "state_norm": self.state_norm.state_dict(),
+            "buffer": self.buffer.state_dict(), "rng_numpy": self.rng.bit_generator.state,
+            "rng_torch": torch.get_rng_state(),
+        }, path)
+        return path
+
+    def load_checkpoint(self) -> None:
+        super().load_checkpoint()  # counters, algorithm, normalisers, RNGs, progress.csv
+        data = torch.load(self.out_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+        self.buffer.load_state_dict(data["buffer"])
