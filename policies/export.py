@@ -12,6 +12,12 @@ Exporter: torch's TorchScript-based `torch.onnx.export(..., dynamo=False)` at
 opset 17. With torch 2.13 it exports the MLP and GRU actors exactly (parity
 tests: max abs difference ~1e-7), while the torch.export-based exporter could not
 produce a valid opset-17 graph for the GRU actor.
+
+The episodic family (IQL, VDN, QMIX, QTRAN, COMA) acts with one recurrent agent network
+that also reads its previous action. The exported graph carries that action inside the
+recurrent state: h = [GRU state, one-hot of the previous action], zeros at the start of
+an episode (no previous action), so robots run both families through the same
+`obs, h_in -> action, setpoint, h_out` interface.
 """
 
 from __future__ import annotations
@@ -88,6 +94,69 @@ class ExportedActor(nn.Module):
         return tuple(outputs)
 
 
+class ExportedRecurrentAgent(nn.Module):
+    """obs (B, D), h_in (B, H + A) -> action, setpoint, h_out for the episodic family.
+
+    The greedy action is the arg-max of the agent network's outputs (Q-values, or COMA's
+    logits) over the agent's own actions; h carries the GRU state and the previous
+    action's one-hot (the network's last-action input)."""
+
+    def __init__(self, agent: nn.Module, mean: np.ndarray, std: np.ndarray, clip: float | None,
+                 padded_size: int, agent_onehot: np.ndarray | None, last_action: bool,
+                 num_actions: int, available: int, discrete_setpoints: np.ndarray | None):
+        super().__init__()
+        self.agent = agent
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.clip = clip
+        self.padded_size = padded_size
+        self.register_buffer("onehot", None if agent_onehot is None
+                             else torch.as_tensor(agent_onehot, dtype=torch.float32))
+        self.last_action = last_action
+        self.num_actions = num_actions
+        mask = torch.zeros(num_actions)
+        mask[available:] = -1e9  # actions this agent does not have (heterogeneous spaces)
+        self.register_buffer("mask", mask)
+        self.register_buffer("table", None if discrete_setpoints is None
+                             else torch.as_tensor(discrete_setpoints, dtype=torch.float32))
+        self.discrete = True
+        self.scale = None
+        self.state_size = agent.hidden_size + num_actions
+
+    def forward(self, obs: torch.Tensor, h_in: torch.Tensor):
+        x = nn.functional.pad(obs, (0, self.padded_size - obs.shape[-1]))
+        x = (x - self.mean) / self.std
+        if self.clip is not None:
+            x = torch.clamp(x, -self.clip, self.clip)
+        hidden, previous = h_in[:, : self.agent.hidden_size], h_in[:, self.agent.hidden_size:]
+        parts = [x] + ([previous] if self.last_action else [])
+        if self.onehot is not None:
+            parts.append(self.onehot.expand(x.shape[0], -1))
+        out, h = self.agent(torch.cat(parts, dim=-1), hidden)
+        action = torch.argmax(out + self.mask, dim=-1)
+        h_out = torch.cat([h, nn.functional.one_hot(action, self.num_actions).float()], dim=-1)
+        outputs = [action] + ([self.table[action]] if self.table is not None else [])
+        return tuple(outputs + [h_out])
+
+
+def exported_recurrent_agent(policy: Any, agent_index: int) -> ExportedRecurrentAgent:
+    """The export module of one agent of a `RecurrentAgentPolicy` (the episodic family)."""
+    norm = policy.obs_normalizer
+    if norm.enabled:
+        mean, std, clip = norm.mean, np.sqrt(norm.var + 1e-8), float(norm.clip)
+    else:
+        mean, std, clip = np.zeros(policy.obs_size), np.ones(policy.obs_size), None
+    onehot = None
+    if policy.network["agent_id"]:
+        onehot = np.zeros((1, len(policy.agents)), dtype=np.float32)
+        onehot[0, agent_index] = 1.0
+    _, _, table = _sim_contract(policy)
+    available = int(policy.action_spaces[agent_index].n)
+    return ExportedRecurrentAgent(policy.agent, mean, std, clip, policy.obs_size, onehot,
+                                  bool(policy.network["last_action"]), policy.num_actions,
+                                  available, table).eval()
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -146,7 +215,7 @@ def exported_actor(policy: TrainedPolicy, agent_index: int) -> ExportedActor:
                          None if discrete else scale, table if discrete else None).eval()
 
 
-def _export_onnx(module: ExportedActor, obs_size: int, hidden_size: int, path: Path) -> None:
+def _export_onnx(module: ExportedActor | ExportedRecurrentAgent, obs_size: int, hidden_size: int, path: Path) -> None:
     recurrent = hidden_size > 0
     inputs, outputs = _io_names(module.discrete, module.scale is not None or module.table is not None,
                                 recurrent)
@@ -160,24 +229,34 @@ def _export_onnx(module: ExportedActor, obs_size: int, hidden_size: int, path: P
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
 
 
-def export_bundle(policy: TrainedPolicy, out_dir: str | Path, *, evaluation: dict | None = None,
+def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None = None,
                   config: dict | None = None, command: str | None = None) -> Path:
-    """Write `out_dir/policy.yaml` and the ONNX model(s); returns the folder."""
+    """Write `out_dir/policy.yaml` and the ONNX model(s) of a `TrainedPolicy` (on-policy
+    family) or a `RecurrentAgentPolicy` (episodic family); returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    norm = policy.obs_normalizer
-    per_agent_stats = norm.enabled and norm.mean.ndim == 2
-    one_model = policy.share_params and not per_agent_stats and not policy.id_size
-    hidden = policy.actor_of(0).hidden_size
+    episodic = not isinstance(policy, TrainedPolicy)
+    if episodic:  # one shared network; one model per agent only when it is told its id
+        sizes = set(policy.obs_sizes)
+        one_model = not policy.network["agent_id"] and len(sizes) == 1 and len(
+            {int(s.n) for s in policy.action_spaces}) == 1
+        hidden = policy.agent.hidden_size + policy.num_actions
+        module_of = exported_recurrent_agent
+    else:
+        norm = policy.obs_normalizer
+        per_agent_stats = norm.enabled and norm.mean.ndim == 2
+        one_model = policy.share_params and not per_agent_stats and not policy.id_size
+        hidden = policy.actor_of(0).hidden_size
+        module_of = exported_actor
     models: dict[str, str] = {}
     with torch.no_grad():
         if one_model:
-            _export_onnx(exported_actor(policy, 0), policy.obs_sizes[0], hidden, out / "policy.onnx")
+            _export_onnx(module_of(policy, 0), policy.obs_sizes[0], hidden, out / "policy.onnx")
             models = {agent: "policy.onnx" for agent in policy.agents}
         else:
             for i, agent in enumerate(policy.agents):
                 name = f"policy_{agent}.onnx"
-                _export_onnx(exported_actor(policy, i), policy.obs_sizes[i], hidden, out / name)
+                _export_onnx(module_of(policy, i), policy.obs_sizes[i], hidden, out / name)
                 models[agent] = name
 
     cfg, scale, table = _sim_contract(policy)
@@ -194,6 +273,9 @@ def export_bundle(policy: TrainedPolicy, out_dir: str | Path, *, evaluation: dic
         "action": {"mode": "discrete" if discrete else "continuous",
                    "size": int(space.n) if discrete else int(np.prod(space.shape))},
         "recurrent": ({"input": "h_in", "output": "h_out", "shape": [hidden]} if hidden else None),
+        # the episodic family's state also carries the previous action (see the module doc)
+        **({"recurrent_layout": [["gru", policy.agent.hidden_size],
+                                 ["previous_action_onehot", policy.num_actions]]} if episodic else {}),
         "provenance": {
             "algorithm": policy.metadata.get("algorithm"),
             "seed": policy.metadata.get("seed"),
