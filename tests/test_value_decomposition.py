@@ -5,13 +5,15 @@ sum, QTRAN's factorisation conditions, COMA's zero-mean counterfactual advantage
 
 Learning tests use the small discrete coverage task of the on-policy tests (2 drones,
 8 x 8 cells, 30 steps) and compare the trained greedy policy with the random walk on
-the same 32 seeded episodes. The random walk covers 56% there; in 50k env steps (about
-35 s each on one CPU thread) the methods reach 0.62-0.83 (COMA 0.77, QMIX 0.83, VDN
-0.80, IQL 0.83, QTRAN 0.58-0.62 before tuning), so the asserted margin is
-`LEARNING_MARGIN` points above the random walk: above the spread of a 32-episode mean
-(2-3 points) and below what the methods learn. On a one-step matrix game whose payoff
-is additive (so every factorisation can represent it exactly) every method must take
-the optimal joint action.
+the same 32 seeded episodes. The random walk covers 56% there. After 50k env steps
+(12-35 s each on one CPU thread) the greedy policies reached, over seeds 0 and 1:
+IQL 0.83/0.83, VDN 0.90/0.83, QMIX 0.77/0.72 (seed 2: 0.83), QTRAN-base 0.70/0.68,
+QTRAN-alt 0.72/0.64, COMA 0.77/0.79. The asserted margin, `LEARNING_MARGIN` = 10 points,
+is above the spread of a 32-episode mean (2-3 points) and below what seed 0 learns for
+every method (QTRAN-base, the weakest, clears it by 3 points; QTRAN-alt fails it with
+seed 1, so these budgets are not a robustness claim for QTRAN). On a one-step matrix
+game whose payoff is additive (so every factorisation can represent it exactly) every
+method must take the optimal joint action.
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ SMALL = dict(num_drones=2, width=8, height=8, cell_size=0.25, footprint=3, patch
              summary_size=2, max_steps=30, action_mode="discrete")
 QUIET = {"progress": False, "tensorboard": False}
 LEARNING_MARGIN = 0.10
-LEARNING_STEPS = {"iql": 50_000, "vdn": 50_000, "qmix": 50_000, "qtran_base": 50_000,
-                  "qtran_alt": 50_000, "coma": 50_000}
+LEARNING_STEPS = 50_000
 # Additive payoff r_1(u_1) + r_2(u_2): optimum (1, 2), worth 7; the runner-up is worth 5.
 ADDITIVE_PAYOFF = (np.array([1.0, 4.0, 0.0])[:, None] + np.array([0.0, 1.0, 3.0])[None, :]).tolist()
 
@@ -132,7 +133,7 @@ def test_method_takes_the_optimum_of_an_additive_matrix_game(algo):
 
 @pytest.mark.parametrize("algo", policies.VALUE_ALGORITHM_NAMES)
 def test_method_learns_small_coverage_above_random_walk(algo):
-    policy = policies.train(algo, "coverage", LEARNING_STEPS[algo], seed=0,
+    policy = policies.train(algo, "coverage", LEARNING_STEPS, seed=0,
                             config={"env": SMALL, "trainer": QUIET})
     learned = evaluate(policy, "coverage", episodes=32, seed=7, **SMALL)
     random_walk = evaluate_random_walk("coverage", episodes=32, seed=7, **SMALL)
