@@ -330,11 +330,14 @@ def bench_ros(seconds: float = 10.0, rate: float = 30.0, drones: tuple[int, ...]
 # ------------------------------------------------------------------------------------------------
 def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 0.9,
                 budget_minutes: float = 30.0, segment_steps: int = 500_000, episodes: int = 10,
-                seed: int = 0, console: Console | None = None) -> dict[str, float]:
+                seed: int = 0, console: Console | None = None,
+                out_dir: str | Path | None = None) -> dict[str, float]:
     """Train each algorithm on the default coverage task (4 drones, 20 x 20, T = 100, fast
     backend) in segments; after each, evaluate deterministically in PyBullet. Reports the
     training wall clock (evaluation excluded) at which coverage first reaches `threshold`,
-    and training env steps/s against the bare env steps/s of the same vector env."""
+    and training env steps/s against the bare env steps/s of the same vector env. Any
+    algorithm works (the episodic family trains on discrete actions by its config); runs
+    are kept under `out_dir` when given (then `marl-ros eval` / `export` them)."""
     import tempfile
 
     import torch
@@ -356,7 +359,7 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
         table.add_column(col, justify="left" if col == "algorithm" else "right")
     with tempfile.TemporaryDirectory(prefix="marl_ros_bench_train_") as tmp:
         for algo in algos:
-            out = Path(tmp) / algo
+            out = Path(out_dir or tmp) / algo
             config = {"trainer": {"progress": False, "tensorboard": False}}
             num_envs = None
             steps, train_s, reached = 0, 0.0, None
@@ -374,7 +377,7 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
                 cov = evaluate(policy, "coverage", episodes=episodes, backend="pybullet",
                                seed=eval_seed)["coverage"]
                 console.print(f"[dim]{algo}: {steps:,} steps, {train_s / 60:.1f} min, "
-                              f"coverage {100 * cov:.1f}%[/dim]")
+                              f"coverage {100 * cov:.1f}%[/dim]", highlight=False)
                 if cov >= threshold:
                     reached = train_s
                     break

@@ -58,7 +58,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "sim":
         bench.bench_sim(seconds=args.seconds or 3.0)
     elif args.what == "train":
-        bench.bench_train(budget_minutes=args.minutes)
+        bench.bench_train(tuple(args.algos), threshold=args.threshold,
+                          budget_minutes=args.minutes, segment_steps=args.segment_steps,
+                          out_dir=args.out)
     elif args.what == "infer":
         bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
     elif args.what == "ros":
@@ -209,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what to benchmark")
     bench.add_argument("--minutes", type=float, default=30.0,
                        help="train: training budget per algorithm")
+    bench.add_argument("--algos", nargs="+", default=["mappo", "happo"], metavar="ALGO",
+                       help="train: algorithms to train one after another (default mappo happo)")
+    bench.add_argument("--threshold", type=float, default=0.9,
+                       help="train: pybullet coverage that stops an algorithm (default 0.9)")
+    bench.add_argument("--segment-steps", type=int, default=500_000,
+                       help="train: env steps between pybullet evaluations (default 500000)")
+    bench.add_argument("--out", default=None,
+                       help="train: keep the runs under this folder (default: a temporary one)")
     bench.add_argument("--seconds", type=float, default=None,
                        help="sim: measuring time per figure (default 3); ros: per row (default 10)")
     bench.add_argument("--repeats", type=int, default=2000, help="infer: calls per latency figure")
