@@ -24,6 +24,19 @@ from policies.normalization import ObservationNormalizer
 FORMAT_VERSION = 1
 
 
+def checked_observation(agents: list[str], obs_sizes: list[int], name: str,
+                        obs: np.ndarray) -> tuple[int, np.ndarray]:
+    """The agent's index and its flat float32 observation, or one clear error."""
+    if name not in agents:
+        raise KeyError(f"unknown agent {name!r}; this policy was trained for {', '.join(agents)}.")
+    i = agents.index(name)
+    flat = np.asarray(obs, np.float32).ravel()
+    if flat.shape[0] != obs_sizes[i]:
+        raise ValueError(f"observation for {name} has {flat.shape[0]} values; the policy expects "
+                         f"{obs_sizes[i]} (was it trained on another configuration?).")
+    return i, flat
+
+
 class TrainedPolicy:
     def __init__(self, agents: list[str], observation_spaces: list, action_spaces: list,
                  actors: nn.ModuleList, obs_normalizer: ObservationNormalizer, share_params: bool,
@@ -55,15 +68,7 @@ class TrainedPolicy:
         """Actions for the agents present in `observations` (dict keyed by agent id)."""
         out: dict[str, Any] = {}
         for name, obs in observations.items():
-            if name not in self.agents:
-                raise KeyError(f"unknown agent {name!r}; this policy was trained for "
-                               f"{', '.join(self.agents)}.")
-            i = self.agents.index(name)
-            flat = np.asarray(obs, np.float32).ravel()
-            if flat.shape[0] != self.obs_sizes[i]:
-                raise ValueError(f"observation for {name} has {flat.shape[0]} values; the policy "
-                                 f"expects {self.obs_sizes[i]} (was it trained on another "
-                                 "configuration?).")
+            i, flat = checked_observation(self.agents, self.obs_sizes, name, obs)
             padded = np.zeros(self.obs_size, np.float32)
             padded[: flat.shape[0]] = flat
             shared_stats = self.obs_normalizer.mean.ndim == 1  # one normaliser for every agent

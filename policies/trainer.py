@@ -61,6 +61,11 @@ def make_batched_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any]):
 
 
 class Trainer:
+    """The on-policy trainer; the episodic family's trainer subclasses it and swaps the
+    algorithm table, the environment wrapper and the storage (`make_storage`)."""
+
+    algorithms: dict[str, Any] = ALGORITHMS
+
     def __init__(self, resolved: dict[str, Any], env_fn: str | Callable[[], Any],
                  out_dir: str | Path | None = None, resume: bool = False):
         self.config = resolved
@@ -68,20 +73,15 @@ class Trainer:
         torch.set_num_threads(self.tcfg.torch_threads)
         self.seed = int(resolved["seed"])
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.env = make_batched_env(env_fn, resolved)
-        spec = self.env.spec
+        self.env = self.make_env(env_fn, resolved)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        algo_cls = ALGORITHMS[resolved["algorithm"]]
-        self.algo = algo_cls(algo_cls.config_class.from_dict(resolved["algo"]), spec, self.rng)
-        acfg = self.algo.cfg
-        n, d = spec.num_agents, spec.obs_size
-        self.obs_norm = ObservationNormalizer((d,) if acfg.share_params else (n, d),
-                                              enabled=self.tcfg.normalize_obs)
-        self.state_norm = ObservationNormalizer((spec.state_size,), enabled=self.tcfg.normalize_state)
-        e, t = spec.num_envs, self.tcfg.rollout_steps
-        self.buffer = RolloutBuffer(t, e, n, d, spec.state_size, spec.action_size,
-                                    self.algo.hidden_size)
+        algo_cls = self.algorithms[resolved["algorithm"]]
+        self.algo = algo_cls(algo_cls.config_class.from_dict(resolved["algo"]), self.env.spec,
+                             self.rng)
+        self.state_norm = ObservationNormalizer((self.env.spec.state_size,),
+                                                enabled=self.tcfg.normalize_state)
+        self.make_storage()
         self.global_step = 0
         self.update = 0
         self.wall_time = 0.0
@@ -95,6 +95,18 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.global_step or None)
+
+    def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
+        return make_batched_env(env_fn, resolved)
+
+    def make_storage(self) -> None:
+        """The observation normaliser and the rollout buffer."""
+        spec = self.env.spec
+        n, d = spec.num_agents, spec.obs_size
+        self.obs_norm = ObservationNormalizer((d,) if self.algo.cfg.share_params else (n, d),
+                                              enabled=self.tcfg.normalize_obs)
+        self.buffer = RolloutBuffer(self.tcfg.rollout_steps, spec.num_envs, n, d, spec.state_size,
+                                    spec.action_size, self.algo.hidden_size)
 
     # -- environments ----------------------------------------------------------------------
     def start_segment(self) -> None:

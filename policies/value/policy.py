@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from policies.normalization import ObservationNormalizer
-from policies.policy import atomic_torch_save
+from policies.policy import atomic_torch_save, checked_observation
 from policies.value.common import RecurrentAgent, agent_inputs
 
 FORMAT = "recurrent_agent"
@@ -79,15 +79,7 @@ class RecurrentAgentPolicy:
         obs = np.zeros((1, len(self.agents), self.obs_size), np.float32)
         present = np.zeros((1, len(self.agents)), bool)
         for name, o in observations.items():
-            if name not in self.agents:
-                raise KeyError(f"unknown agent {name!r}; this policy was trained for "
-                               f"{', '.join(self.agents)}.")
-            i = self.agents.index(name)
-            flat = np.asarray(o, np.float32).ravel()
-            if flat.shape[0] != self.obs_sizes[i]:
-                raise ValueError(f"observation for {name} has {flat.shape[0]} values; the policy "
-                                 f"expects {self.obs_sizes[i]} (was it trained on another "
-                                 "configuration?).")
+            i, flat = checked_observation(self.agents, self.obs_sizes, name, o)
             obs[0, i, : flat.shape[0]] = flat
             present[0, i] = True
         actions = self._step(obs, present, deterministic)

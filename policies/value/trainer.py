@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from policies.config import save_config, trainer_config
 from policies.envs import EPISODE_METRICS, ParallelEnvBatch, SimVecEnv
 from policies.normalization import ObservationNormalizer
 from policies.policy import atomic_torch_save
@@ -57,39 +56,21 @@ def episode_limit(env: Any, configured: int) -> int:
 
 
 class EpisodicTrainer(Trainer):
-    def __init__(self, resolved: dict[str, Any], env_fn: str | Callable[[], Any],
-                 out_dir: str | Path | None = None, resume: bool = False):
-        self.config = resolved
-        self.tcfg = trainer_config(resolved["trainer"])
-        torch.set_num_threads(self.tcfg.torch_threads)
-        self.seed = int(resolved["seed"])
-        self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.env = make_episodic_env(env_fn, resolved)
-        spec = self.env.spec
-        torch.manual_seed(self.seed)
-        self.rng = np.random.default_rng(self.seed)
-        algo_cls = VALUE_ALGORITHMS[resolved["algorithm"]]
-        self.algo = algo_cls(algo_cls.config_class.from_dict(resolved["algo"]), spec, self.rng)
-        acfg = self.algo.cfg
-        self.limit = episode_limit(self.env, acfg.episode_limit)
-        n, d = spec.num_agents, spec.obs_size
-        self.obs_norm = ObservationNormalizer((d,), enabled=self.tcfg.normalize_obs)
-        self.state_norm = ObservationNormalizer((spec.state_size,), enabled=self.tcfg.normalize_state)
-        capacity = spec.num_envs if self.algo.on_policy else acfg.buffer_episodes
-        self.buffer = EpisodeBuffer(capacity, self.limit, n, d, spec.state_size)
-        self.global_step = 0
-        self.update = 0  # iterations (collect + train)
-        self.wall_time = 0.0
-        self.history: list[dict[str, float]] = []
-        if resume:
-            self.load_checkpoint()
-        elif self.out_dir is not None:
-            save_config(resolved, self.out_dir / "config.yaml")
-        self.writer = None
-        if self.out_dir is not None and self.tcfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+    """The trainer's loop over whole episodes: replayed (value methods) or the latest (COMA)."""
 
-            self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.global_step or None)
+    algorithms = VALUE_ALGORITHMS
+
+    def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
+        return make_episodic_env(env_fn, resolved)
+
+    def make_storage(self) -> None:
+        """One observation normaliser for the shared agent network, and the episode buffer."""
+        spec, acfg = self.env.spec, self.algo.cfg
+        self.limit = episode_limit(self.env, acfg.episode_limit)
+        self.obs_norm = ObservationNormalizer((spec.obs_size,), enabled=self.tcfg.normalize_obs)
+        capacity = spec.num_envs if self.algo.on_policy else acfg.buffer_episodes
+        self.buffer = EpisodeBuffer(capacity, self.limit, spec.num_agents, spec.obs_size,
+                                    spec.state_size)
 
     # -- collection ---------------------------------------------------------------------------
     def collect(self) -> dict[str, float]:
