@@ -9,6 +9,11 @@ a baseline that depends only on the other agents' actions, so it removes varianc
 without biasing the gradient and credits each agent with its own contribution. The
 critic learns TD(lambda) targets from a target copy; the actor is the shared GRU agent.
 COMA is on-policy: each update uses the episodes collected just before it.
+
+Exploration mixes the actor's softmax with the uniform policy (epsilon annealed). The
+actions are drawn from that mixture, so the update uses the same behaviour distribution
+for log pi, the counterfactual baseline and the entropy (as the paper's implementation
+does); the plain softmax there would bias the early gradient, while epsilon is large.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class COMA(EpisodicAlgorithm):
         self.target_critic = copy.deepcopy(self.critic)
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic)
+        self.epsilon = cfg.epsilon_start  # exploration rate of the episodes collected last
 
     def modules(self) -> dict[str, Any]:
         return {"agent": self.agent, "critic": self.critic, "target_critic": self.target_critic,
@@ -115,7 +121,8 @@ class COMA(EpisodicAlgorithm):
         x = agent_inputs(torch.from_numpy(obs), torch.from_numpy(last_actions) if
                          self.cfg.last_action else None, self.num_actions, self.cfg.agent_id)
         logits, hidden = self.agent(x, hidden)
-        probs = self.behaviour_probs(logits, linear_epsilon(self.cfg, env_steps))
+        self.epsilon = linear_epsilon(self.cfg, env_steps)  # the next update's behaviour policy
+        probs = self.behaviour_probs(logits, self.epsilon)
         return torch.distributions.Categorical(probs=probs).sample().numpy(), hidden
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -124,7 +131,7 @@ class COMA(EpisodicAlgorithm):
         actions = batch["actions"]  # (B, T+1, N); the slot after an episode's end is unused
         last = torch.cat([torch.full_like(actions[:, :1], -1), actions[:, :-1]], 1)
         logits, _ = self.agent.unroll(sequence_inputs(batch, self.num_actions, cfg))
-        probs = F.softmax(self.masked_outputs(logits), -1)  # (B, T+1, N, A)
+        probs = self.behaviour_probs(logits, self.epsilon)  # what the actions were drawn from
         # The bootstrap of a truncated episode needs u_{T}: sample it from the current policy.
         with torch.no_grad():
             sampled = torch.distributions.Categorical(probs=probs.detach()).sample()

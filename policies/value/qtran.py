@@ -6,8 +6,10 @@ state: the individual Q_a (the agents, used to act), an unconstrained joint acti
 Q_jt(tau, u) trained by TD, and a state value V_jt(tau). The individual Qs factorise Q_jt
 when  sum_a Q_a(u_a) - Q_jt(u) + V_jt  is 0 at the greedy joint action (L_opt) and >= 0
 elsewhere (L_nopt). Q_jt is detached in both factorisation terms: it is fitted by L_td
-only, the agents and V_jt move towards it. Q_jt and V_jt take the agents' GRU features
-as inputs but do not train them (see `update`).
+only, the agents and V_jt move towards it. Q_jt and V_jt read the agents' GRU features
+and, as in the paper, share the agents' lower layers: L_td and the V_jt terms train
+them too. `detach_joint_inputs` stops those gradients (the joint networks then read the
+features without training them); the README's value-family section has the figures.
 
 QTRAN-alt replaces Q_jt by a counterfactual network giving, for each agent a, Q_jt over
 all of a's actions with the others' actions fixed, and L_nopt by L_nopt-min: for every
@@ -39,6 +41,7 @@ class QTRANConfig(ValueConfig):
     qtran_embed: int = 64  # width of the joint and value networks
     lambda_opt: float = 1.0
     lambda_nopt: float = 1.0
+    detach_joint_inputs: bool = False  # True: Q_jt and V_jt do not train the agents' layers
 
 
 # -- the factorisation terms (pure functions, unit-tested) ----------------------------------------
@@ -55,16 +58,21 @@ def nopt_loss(q_sum_taken: torch.Tensor, q_jt_taken: torch.Tensor, v: torch.Tens
 
 
 def nopt_min_loss(agent_qs: torch.Tensor, taken: torch.Tensor, q_jt_counterfactual: torch.Tensor,
-                  v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                  v: torch.Tensor, mask: torch.Tensor,
+                  available: torch.Tensor | None = None) -> torch.Tensor:
     """L_nopt-min: mean over agents a of (min_{u'_a} [Q_a(u'_a) + sum_{b != a} Q_b(u_b)
     - Q_jt(u'_a, u_-a) + V])^2.
 
     agent_qs (..., N, A), taken (..., N), q_jt_counterfactual (..., N, A): agent a's row
     holds Q_jt over its own actions with the others' taken actions; v, mask (...).
+    available (N, A) bool: an agent's actions beyond its own action count are left out of
+    its min (agents with different action counts pad to the largest).
     """
     chosen = agent_qs.gather(-1, taken[..., None]).squeeze(-1)  # (..., N)
     others = chosen.sum(-1, keepdim=True) - chosen  # sum of the other agents' Qs
     gaps = agent_qs + others[..., None] - q_jt_counterfactual.detach() + v[..., None, None]
+    if available is not None:
+        gaps = gaps.masked_fill(~available, float("inf"))
     return masked_mse(gaps.min(-1).values, mask)
 
 
@@ -155,10 +163,8 @@ class QTRANBase(EpisodicAlgorithm):
         inputs = sequence_inputs(batch, self.num_actions, cfg)
         q, hiddens = self.agent.unroll(inputs)  # (B, T+1, N, A), (B, T+1, N, H)
         q = self.masked_outputs(q)
-        # The joint and value networks read the agents' GRU features without training them:
-        # the agents learn from the factorisation terms only (with L_td reaching into the
-        # GRUs, greedy coverage was 0.58 instead of 0.70 after 50k steps on the small task).
-        hiddens = hiddens.detach()
+        if cfg.detach_joint_inputs:  # the agents then learn from the factorisation terms only
+            hiddens = hiddens.detach()
         taken = batch["actions"][:, :-1]
         states, mask = batch["state"], batch["mask"]
         # L_td: the joint action-value network on the taken joint action
@@ -182,7 +188,7 @@ class QTRANBase(EpisodicAlgorithm):
             l_opt = opt_loss(q_sum_greedy[..., None], q_jt_greedy, v[..., None], mask)
             with torch.no_grad():
                 q_jt_all = self.joint(states[:, :-1], hiddens[:, :-1], taken)
-            l_nopt = nopt_min_loss(q_now, taken, q_jt_all, v, mask)
+            l_nopt = nopt_min_loss(q_now, taken, q_jt_all, v, mask, self.available)
         else:
             l_opt = opt_loss(q_sum_greedy, q_jt_greedy, v, mask)
             q_sum_taken = q_now.gather(-1, taken[..., None]).squeeze(-1).sum(-1)
