@@ -8,12 +8,19 @@ Files a run writes under `out_dir`:
   progress.csv     env step, wall clock, episodic return, coverage, steps/s per update
   tb/              TensorBoard scalars against env steps
 
-Exact resume: every `checkpoint_every` updates the trainer saves, then restarts all
-environments from a seed derived from (seed, update). A resumed run loads the
-checkpoint and restarts the environments from that same seed, so it continues with
-the same parameters, optimiser moments, normaliser statistics, RNG streams and
-environment states as the run that was killed; on CPU with one thread it reproduces
-an uninterrupted run bit for bit. A killed run loses at most `checkpoint_every` updates.
+Resume, precisely. A checkpoint holds the parameters, optimiser moments, normaliser
+statistics, RNG streams and counters; it does not hold the environments (a PyBullet
+world or a user's env cannot be saved in general). So with a run folder the trainer
+saves every `checkpoint_every` updates and then restarts all environments from a seed
+derived from (seed, update); a resumed run loads the checkpoint and restarts the
+environments from that same seed. Resuming from such a checkpoint continues exactly
+like the uninterrupted run (bit for bit on CPU with one thread): a run killed or stopped
+between checkpoints loses at most `checkpoint_every` updates of compute, not exactness.
+The one checkpoint off that grid is the last one of a run whose step budget ends between
+two: resuming from it (to train further) restarts the environments there, so the
+continuation sees fresh episodes where an uninterrupted longer run would have continued
+the current ones; everything else is restored. Without a run folder nothing is saved and
+the environments are never restarted (episodes simply run on, auto-reset).
 """
 
 from __future__ import annotations
@@ -196,10 +203,9 @@ class Trainer:
                 progress.update(task, completed=self.update * per_update, rate=f"{rate:,.0f}",
                                 ret=f"{last.get('episodic_return', float('nan')):.3f}",
                                 cov=f"{100 * last['coverage']:.1f}%" if "coverage" in last else "-")
-                if self.update % self.tcfg.checkpoint_every == 0:
-                    if self.out_dir is not None:
-                        self.save_checkpoint()
-                    self.start_segment()
+                if self.out_dir is not None and self.update % self.tcfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                    self.start_segment()  # where a resumed run restarts its environments
         policy = self.policy()
         if self.out_dir is not None:
             if self.update % self.tcfg.checkpoint_every:

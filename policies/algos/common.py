@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from policies.envs import EnvSpec
@@ -33,9 +34,15 @@ class OnPolicyConfig:
     critic_epochs: int = 5
     critic_minibatches: int = 1
     max_grad_norm: float = 10.0
-    ent_coef: float = 0.0
+    ent_coef: float = 0.01  # HARL's default for every on-policy algorithm
     normalize_advantages: bool = True
     value_normalization: bool = True
+    # The critic's loss, HARL's defaults: Huber (delta in normalised return units) and the
+    # prediction kept within value_clip of the rollout's value (PPO's value clipping).
+    huber_loss: bool = True
+    huber_delta: float = 10.0
+    clip_value_loss: bool = True
+    value_clip: float = 0.2
     # networks
     share_params: bool = False
     agent_id: bool = True  # append a one-hot agent id to a shared actor's input
@@ -77,6 +84,10 @@ class OnPolicyConfig:
                              f"(got {self.gamma}, {self.gae_lambda}).")
         if self.chunk_len < 1:
             raise ValueError(f"chunk_len must be >= 1 (got {self.chunk_len}).")
+        if self.huber_delta <= 0 or self.value_clip <= 0:
+            raise ValueError(f"huber_delta and value_clip must be > 0 (got {self.huber_delta}, "
+                             f"{self.value_clip}); turn them off with huber_loss=false or "
+                             "clip_value_loss=false.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,13 +190,33 @@ class OnPolicyAlgorithm:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         return adv
 
+    def value_loss(self, predicted: torch.Tensor, old: torch.Tensor,
+                   targets: torch.Tensor) -> torch.Tensor:
+        """The critic's loss on normalised values: Huber or squared error, optionally the
+        larger of the loss of the prediction and of the prediction clipped around `old`."""
+        cfg = self.cfg
+
+        def error_loss(error: torch.Tensor) -> torch.Tensor:
+            if cfg.huber_loss:
+                return F.huber_loss(error, torch.zeros_like(error), reduction="none",
+                                    delta=cfg.huber_delta)
+            return 0.5 * error.pow(2)
+
+        loss = error_loss(predicted - targets)
+        if cfg.clip_value_loss:
+            clipped = old + (predicted - old).clamp(-cfg.value_clip, cfg.value_clip)
+            loss = torch.max(loss, error_loss(clipped - targets))
+        return loss.mean()
+
     def update_critic(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         states = batch["states"].reshape(-1, batch["states"].shape[-1])
         targets = self.value_normalizer.normalize(batch["returns"].reshape(-1))
+        # The rollout's predictions, in the critic's (normalised) units.
+        old = self.value_normalizer.normalize(batch["values"].reshape(-1))
         losses = []
         for _ in range(self.cfg.critic_epochs):
             for idx in self.minibatches(len(states), self.cfg.critic_minibatches):
-                loss = 0.5 * (self.critic(states[idx]) - targets[idx]).pow(2).mean()
+                loss = self.value_loss(self.critic(states[idx]), old[idx], targets[idx])
                 self.critic_optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.max_grad_norm)

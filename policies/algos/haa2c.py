@@ -3,7 +3,8 @@
 Zhong et al., "Heterogeneous-Agent Reinforcement Learning" (JMLR 2024). Agents are
 updated in a random order; agent i_m takes plain policy-gradient steps on
 E[M * ratio * A] (at ratio = 1 this is A2C's grad log pi * A, weighted by M, the
-product of the ratios of the agents updated before it), without clipping.
+product of the ratios of the agents updated before it), without clipping. HARL's
+defaults: 5 epochs over the rollout per agent, entropy bonus 0.01 (`OnPolicyConfig`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from policies.algos.common import OnPolicyAlgorithm, OnPolicyConfig, sequential_
 
 @dataclass
 class HAA2CConfig(OnPolicyConfig):
-    epochs: int = 1
+    epochs: int = 5
     minibatches: int = 1
 
 

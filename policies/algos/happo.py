@@ -9,12 +9,18 @@ i_m maximises the clipped objective with the advantage weighted by
 the ratios of the agents already updated in this round, so each agent improves
 given what its predecessors just changed (the multi-agent advantage decomposition).
 
-With `share_params` (homogeneous agents; the reference implementation's share_param
-option) the one actor still takes the agents' steps one after another, each on that
-agent's samples. Agent i_m's step then also moves its predecessors' policies, so M is
-re-evaluated with the current actor before every agent: M = prod_{k < m} pi_now(a^{i_k} |
-o^{i_k}) / pi_old(a^{i_k} | o^{i_k}), the predecessors' policies as they are when agent i_m
-updates. With separate actors pi_now^{i_k} is agent i_k's new policy, and this is the M above.
+With `share_params` (homogeneous agents) the one actor still takes the agents' steps one
+after another, each on that agent's samples. Agent i_m's step then also moves its
+predecessors' policies, so M is re-evaluated with the current actor before every agent:
+M = prod_{k < m} pi_now(a^{i_k} | o^{i_k}) / pi_old(a^{i_k} | o^{i_k}), the predecessors'
+policies as they are when agent i_m updates. With separate actors pi_now^{i_k} is agent
+i_k's new policy, and this is the M above. This shared-actor M is this project's choice:
+HARL's share_param option runs the same sequence on one shared actor but multiplies, for
+each agent, the ratio of the actor after that agent's own step to the actor just before
+it, without re-evaluating the predecessors once later steps have moved the shared actor.
+
+`last_order` and `last_m_factors` keep the order of the latest update and the M each
+agent's objective was weighted with (diagnostics, and the tests' view of the scheme).
 """
 
 from __future__ import annotations
@@ -47,7 +53,10 @@ class HAPPO(OnPolicyAlgorithm):
         stats: dict[str, list[float]] = {"policy_loss": [], "entropy": [], "approx_kl": [],
                                          "clipfrac": [], "m_factor": [], "m_factor_std": []}
         log_ratios: dict[int, torch.Tensor] = {}  # log pi_now / pi_old of the updated agents
-        for i in sequential_agent_order(self.rng, self.spec.num_agents):
+        self.last_order = sequential_agent_order(self.rng, self.spec.num_agents)
+        self.last_m_factors: dict[int, torch.Tensor] = {}
+        for i in self.last_order:
+            self.last_m_factors[i] = m_factor
             old_log_prob = batch["log_probs"][..., i]
             optimizer = self.actor_optimizers[0 if cfg.share_params else i]
             for _ in range(cfg.epochs):
