@@ -7,6 +7,7 @@ from pettingzoo.test import parallel_api_test
 import sim
 from sim import obs as O
 from sim.config import ConfigError
+from sim.render import COLOURS, PIXELS
 from sim.scripted import LawnmowerPilot, random_walk_actions
 
 
@@ -34,29 +35,112 @@ def test_reset_is_reproducible_and_spaces_are_stable():
     assert env.state().shape == env.state_space.shape
 
 
-def test_render_is_a_top_down_rgb_array():
+def test_render_draws_drones_where_they_are_and_covered_cells_light():
     env = sim.make_env("coverage", backend="fast")
     env.reset(seed=0)
-    img = env.render()
-    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
-    assert img.std() > 0  # drones drawn over the field
+    cfg = env.cfg
+    fx, fy = cfg.field_size
+    scale = PIXELS / max(fx, fy)
+
+    def pixel(img: np.ndarray, x: float, y: float) -> np.ndarray:
+        """North up, east right: x to the column, y up the rows from the bottom."""
+        return img[int(round(img.shape[0] - 1 - y * scale)), int(round(x * scale))]
+
+    before = env.render()
+    assert before.dtype == np.uint8 and before.shape == (PIXELS, PIXELS, 3)  # 5 m x 5 m field
+    start = env.positions
+    for i, (x, y, _) in enumerate(start):
+        np.testing.assert_array_equal(pixel(before, x, y), COLOURS[i], f"drone_{i}")
+
+    # Away from the drones, every covered cell is drawn in one light colour and every
+    # uncovered cell in one dark colour.
+    covered = O.belief_interior(env.covered_map, cfg) == O.COVERED
+    colours = {True: set(), False: set()}
+    for iy in range(cfg.height):
+        for ix in range(cfg.width):
+            x, y = (ix + 0.5) * cfg.cell_size, (iy + 0.5) * cfg.cell_size
+            if np.linalg.norm(start[:, :2] - [x, y], axis=1).min() > 0.2:
+                colours[bool(covered[iy, ix])].add(tuple(pixel(before, x, y).tolist()))
+    assert len(colours[True]) == len(colours[False]) == 1, colours
+    light, dark = np.array(colours[True].pop()), np.array(colours[False].pop())
+    assert light.sum() > dark.sum() + 300
+
+    # Teleport drone 0 to the north-west, over cells nobody has covered, and hold a tick.
+    target = np.array([1.0, 4.0])
+    assert not covered[int(target[1] / cfg.cell_size), int(target[0] / cfg.cell_size)]
+    moved = start.copy()
+    moved[0, :2] = target
+    env._vec.dynamics.reset(np.array([0]), moved[None], np.zeros((1, cfg.num_drones)))
+    env.step({a: np.zeros(4, np.float32) for a in env.agents})
+    after = env.render()
+    x0, y0 = env.positions[0, :2]
+    np.testing.assert_allclose([x0, y0], target, atol=0.02)
+    np.testing.assert_array_equal(pixel(before, x0, y0), dark)
+    np.testing.assert_array_equal(pixel(after, x0, y0), COLOURS[0])
+    row, col = np.median(np.argwhere((after == COLOURS[0]).all(axis=-1)), axis=0)
+    assert row < PIXELS / 4 and col < PIXELS / 4  # north-west is the top-left of the picture
+    # Its new footprint is covered now (light, a cell away from the disc); where it was, the
+    # disc is gone (4 px north of the old centre, off the trail pixel) and the cells stay light.
+    np.testing.assert_array_equal(pixel(before, x0 + cfg.cell_size, y0), dark)
+    np.testing.assert_array_equal(pixel(after, x0 + cfg.cell_size, y0), light)
+    old_x, old_y = start[0, :2]
+    np.testing.assert_array_equal(pixel(before, old_x, old_y + 4 / scale), COLOURS[0])
+    np.testing.assert_array_equal(pixel(after, old_x, old_y + 4 / scale), light)
+    for i in range(1, cfg.num_drones):  # the others did not move
+        np.testing.assert_array_equal(pixel(after, *start[i, :2]), COLOURS[i], f"drone_{i}")
+
+
+def footprint_cells(cfg, positions: np.ndarray) -> set[tuple[int, int]]:
+    """Field cells (column, row) under the drones' footprints: what a fresh episode covers."""
+    r = cfg.footprint // 2
+    cells = set()
+    for x, y, _ in positions:
+        ix, iy = int(x // cfg.cell_size), int(y // cfg.cell_size)
+        cells |= {(ix + dx, iy + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
+                  if 0 <= ix + dx < cfg.width and 0 <= iy + dy < cfg.height}
+    return cells
 
 
 def test_vec_env_shapes_and_autoreset():
-    venv = sim.make_vec_env("coverage", 3, backend="fast", seed=0, max_steps=5)
-    obs, _ = venv.reset(seed=0)
+    # No penalties: the episode return is then exactly the coverage gained.
+    kwargs = dict(backend="fast", seed=0, max_steps=5, collision_penalty=0.0,
+                  geofence_penalty=0.0)
+    venv = sim.make_vec_env("coverage", 3, **kwargs)
+    obs, start_info = venv.reset(seed=0)
     assert obs.shape == (3, 4, O.observation_size(venv.cfg)) and obs.dtype == np.float32
     assert venv.state().shape == (3, venv.state_space.shape[0])
     rng = np.random.default_rng(0)
+    coverage = []
     for _ in range(5):
         obs, rew, term, trunc, info = venv.step(random_walk_actions(venv.cfg, rng, (3, 4)))
         assert rew.shape == (3, 4) and term.shape == trunc.shape == (3, 4)
+        coverage.append(info["coverage"])
     assert trunc.all() and info["done"].all()
     assert info["episode_length"].tolist() == [5, 5, 5]
     np.testing.assert_allclose(info["final_obs"].shape, obs.shape)
-    # After auto-reset the new episode starts: time and coverage are back to their start.
+
+    # info reports the finished episode: its final coverage, the start plus what it gained.
+    np.testing.assert_allclose(info["coverage"], start_info["coverage"] + info["episode_return"])
+    assert (info["coverage"] >= coverage[-2]).all()
+    assert (info["coverage"] > start_info["coverage"]).all()  # the random walk covered cells
+    assert not np.array_equal(info["final_obs"], obs)
+
+    # The env itself has started the next episode: time 0, coverage back to the start
+    # footprints only, below the final coverage.
     assert (venv.t == 0).all()
-    assert (info["coverage"] >= venv.scenario.covered_count / venv.scenario.cells).all()
+    start_count = [len(footprint_cells(venv.cfg, p)) for p in venv.positions]
+    assert venv.scenario.covered_count.tolist() == start_count
+    assert (venv.scenario.covered_count / venv.scenario.cells < info["coverage"]).all()
+    # ... exactly as reset() starts it: the same start positions (the next draw of the seeded
+    # stream), observations, global state and coverage.
+    fresh = sim.make_vec_env("coverage", 3, **kwargs)
+    fresh.reset(seed=0)
+    fresh_obs, fresh_info = fresh.reset()
+    np.testing.assert_array_equal(venv.positions, fresh.positions)
+    np.testing.assert_array_equal(obs, fresh_obs)
+    np.testing.assert_array_equal(venv.state(), fresh.state())
+    np.testing.assert_array_equal(venv.scenario.covered_count / venv.scenario.cells,
+                                  fresh_info["coverage"])
 
 
 def test_coverage_reward_counts_newly_covered_cells():
