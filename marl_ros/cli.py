@@ -103,33 +103,72 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a CTDE algorithm on a sim scenario (a thin layer over policies.train)."""
+    if args.steps < 1:
+        raise ValueError(f"--steps must be a positive number of env steps (got {args.steps:,}).")
+    if args.algo is None and not args.resume:
+        raise ValueError("--algo is required to start a run (only --resume may leave it out, "
+                         "continuing the run's own algorithm).")
+    if args.out is None and args.algo is None:
+        raise ValueError("--resume without --algo needs --out, the folder of the run to continue.")
     import torch
 
     import policies
+    from policies.config import read_yaml
 
-    torch.set_num_threads(1)
-    out = Path(args.out or f"runs/{args.algo}_{args.scenario}")
+    out = Path(args.out or f"runs/{args.algo}_{args.scenario or 'coverage'}")
     overrides = list(args.overrides)
     if args.num_drones is not None:
         overrides.append(f"env.num_drones={args.num_drones}")
     if args.backend is not None:
         overrides.append(f"trainer.backend={args.backend}")
-    if args.resume and overrides:
-        raise ValueError("--resume continues with the run's saved config.yaml; drop the "
-                         "overrides (only --steps may change).")
-    if args.resume and not (out / "checkpoint.pt").exists():
-        raise FileNotFoundError(f"--resume: no checkpoint.pt in {out}; pass --out with the folder "
-                                "of the run to continue.")
-    if not args.resume and (out / "checkpoint.pt").exists():
+    algo, scenario = args.algo, args.scenario or "coverage"
+    if args.resume:
+        if overrides:
+            raise ValueError("--resume continues with the run's saved config.yaml; drop the "
+                             "overrides (only --steps may change).")
+        if not (out / "checkpoint.pt").exists():
+            raise FileNotFoundError(f"--resume: no checkpoint.pt in {out}; pass --out with the "
+                                    "folder of the run to continue.")
+        saved = read_yaml(out / "config.yaml")
+        algo, scenario = saved["algorithm"], saved["scenario"]
+        if scenario is None:
+            raise ValueError(f"{out} holds a run on a user environment, which the CLI cannot "
+                             "build; resume it from Python with policies.train(..., "
+                             "resume=True) and the same env_fn.")
+        if args.algo is not None and args.algo != algo:
+            raise ValueError(f"{out} holds a {algo} run, so --resume cannot continue it as "
+                             f"{args.algo}; drop --algo or pass --algo {algo}, or train "
+                             f"{args.algo} in another --out folder.")
+        if args.scenario is not None and args.scenario != scenario:
+            raise ValueError(f"{out} holds a run on {scenario}, so --resume cannot continue it on "
+                             f"{args.scenario}; drop --scenario or pass --scenario {scenario}, or "
+                             f"train on {args.scenario} in another --out folder.")
+    elif (out / "checkpoint.pt").exists():
         raise ValueError(f"{out} already holds a run; add --resume to continue it or choose "
                          "another --out.")
+    torch.set_num_threads(1)
     start = time.perf_counter()
-    policies.train(args.algo, args.scenario, args.steps, seed=args.seed, out_dir=out,
-                   overrides=overrides, resume=args.resume)
-    print(f"trained {args.algo} on {args.scenario} for {args.steps:,} env steps in "
-          f"{time.perf_counter() - start:.0f} s; run folder {out} (policy.pt, checkpoint.pt, "
-          f"config.yaml, progress.csv, tb/)")
+    policy = policies.train(algo, scenario, args.steps, seed=args.seed, out_dir=out,
+                            overrides=overrides, resume=args.resume)
+    trained = int(policy.metadata["global_step"])
+    amount = f"to {trained:,} env steps in all" if args.resume else f"for {trained:,} env steps"
+    if trained != args.steps:
+        amount += f" (asked {args.steps:,}; {training_granularity(read_yaml(out / 'config.yaml'))})"
+    print(f"trained {algo} on {scenario} {amount} in {time.perf_counter() - start:.0f} s; run "
+          f"folder {out} (policy.pt, checkpoint.pt, config.yaml, progress.csv, tb/)")
     return 0
+
+
+def training_granularity(resolved: dict) -> str:
+    """Why a run trains more env steps than asked: it stops only between whole collections."""
+    from policies import VALUE_ALGORITHM_NAMES
+
+    trainer = resolved["trainer"]
+    if resolved["algorithm"] in VALUE_ALGORITHM_NAMES:
+        return f"training collects whole episodes, {trainer['num_envs']} at a time"
+    per_update = trainer["num_envs"] * trainer["rollout_steps"]
+    return (f"training runs whole rollouts of {per_update:,} steps, {trainer['num_envs']} envs x "
+            f"{trainer['rollout_steps']} steps")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -234,14 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
                                        "key=value overrides (algo.lr_actor=3e-4, "
                                        "trainer.num_envs=64, env.width=8). Writes config.yaml, "
                                        "checkpoint.pt, policy.pt, progress.csv and tb/ to --out.")
-    train.add_argument("--algo", required=True,
+    train.add_argument("--algo", default=None,
                        choices=["mappo", "happo", "hatrpo", "haa2c",  # policies.ALGORITHM_NAMES
                                 "iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma"],
-                       help="iql, vdn, qmix, qtran_base, qtran_alt and coma need discrete "
-                            "actions (their coverage.yaml sections set env.action_mode=discrete)")
-    train.add_argument("--scenario", default="coverage", help="sim scenario (default coverage)")
+                       help="required unless --resume (which continues the run's own); iql, vdn, "
+                            "qmix, qtran_base, qtran_alt and coma need discrete actions (their "
+                            "coverage.yaml sections set env.action_mode=discrete)")
+    train.add_argument("--scenario", default=None,
+                       help="sim scenario (default coverage; with --resume the run's own)")
     train.add_argument("--num-drones", type=int, default=None, help="drones (scenario default 4)")
-    train.add_argument("--steps", type=int, default=1_000_000, help="env steps to train for")
+    train.add_argument("--steps", type=int, default=1_000_000,
+                       help="env steps to train for (rounded up to whole rollouts or episodes; "
+                            "with --resume, the run's total)")
     train.add_argument("--backend", choices=["fast", "pybullet"], default=None,
                        help="training dynamics (default fast)")
     train.add_argument("--seed", type=int, default=0)

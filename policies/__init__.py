@@ -17,10 +17,16 @@ episodic family (IQL, VDN, QMIX, QTRAN-base, QTRAN-alt, COMA; Discrete actions o
 - "matrix" (episodic family): the one-step cooperative matrix game of
   `policies.matrix_game`, its payoff table from the config's `env` section. Heterogeneous
   agents need `algo.share_params: false` (the default of every algorithm but MAPPO).
+
+The episodic family pads episodes to one length: `algo.episode_limit`, else what the env
+declares (`max_steps`, `max_cycles`, `max_episode_steps`, `spec.max_episode_steps`), else
+it grows the padded length from the episodes it sees (see `policies.value.trainer`).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,15 +52,31 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     from policies.trainer import Trainer
     from policies.value.trainer import EpisodicTrainer
 
+    check_total_steps(total_steps)
     if resume:
         if out_dir is None:
             raise ValueError("resume=True needs out_dir, the folder of the run to continue.")
         resolved = read_yaml(Path(out_dir) / "config.yaml")
+        if algo != resolved["algorithm"]:
+            raise ValueError(f"{out_dir} holds a {resolved['algorithm']} run, not {algo}; resume it "
+                             f"with algo={resolved['algorithm']!r} or train {algo} in another "
+                             "out_dir.")
+        if isinstance(env_fn, str) and env_fn != resolved.get("scenario"):
+            raise ValueError(f"{out_dir} holds a run on {resolved.get('scenario') or 'a user env'}, "
+                             f"not {env_fn}; resume it with the same env_fn or train {env_fn} in "
+                             "another out_dir.")
     else:
         scenario = env_fn if isinstance(env_fn, str) else None
         resolved = resolve_config(algo, scenario, config, overrides, seed=seed)
     trainer_cls = EpisodicTrainer if resolved["algorithm"] in VALUE_ALGORITHM_NAMES else Trainer
     return trainer_cls(resolved, env_fn, out_dir, resume=resume).train(total_steps)
+
+
+def check_total_steps(total_steps: Any) -> None:
+    """Refuse a budget that would train nothing (or forever) before any work starts."""
+    if (isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Real)
+            or not 0 < total_steps < math.inf):
+        raise ValueError(f"total_steps must be a positive number of env steps (got {total_steps!r}).")
 
 
 __all__ = ["ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES", "VALUE_ALGORITHM_NAMES", "TrainedPolicy",

@@ -49,7 +49,7 @@ class ValueConfig:
     target_tau: float = 0.0  # > 0: Polyak averaging every step instead of hard copies
     double_q: bool = True
     td_lambda: float = 0.0  # 0: one-step targets; (0, 1]: TD(lambda) over the episode
-    episode_limit: int = 0  # padded episode length; 0 reads it from the env (max_steps)
+    episode_limit: int = 0  # padded episode length; 0: what the env declares, else grown
     # networks
     hidden_sizes: list[int] = field(default_factory=lambda: [64])
     gru_size: int = 64
@@ -240,6 +240,16 @@ class EpisodeBuffer:
         for k, v in state["data"].items():
             self.data[k][: len(v)] = v
         self.next, self.size = state["next"], state["size"]
+
+    def grow(self, new_limit: int) -> None:
+        """Pad every slot to `new_limit` steps, so longer episodes fit and stored ones keep their
+        steps (the padding is zeros with mask 0, which every loss ignores)."""
+        if new_limit <= self.limit:
+            return
+        extra = new_limit - self.limit
+        for k, v in self.data.items():
+            self.data[k] = np.pad(v, [(0, 0), (0, extra)] + [(0, 0)] * (v.ndim - 2))
+        self.limit = new_limit
 
 
 class EpisodicAlgorithm:

@@ -7,9 +7,18 @@ restarted from a seed derived from (seed, iteration)), adds them to the episode 
 buffer, then takes `algo.updates_per_collect` gradient steps on sampled episodes (COMA:
 on the episodes just collected). `checkpoint_every` counts iterations.
 
+Episode length: the buffer pads episodes to one length, `algo.episode_limit` when set
+(longer episodes are cut there and bootstrapped), else the length the environment
+declares (`max_steps`, `max_cycles`, `max_episode_steps`, on the env or `env.unwrapped`,
+or a gymnasium-style `spec.max_episode_steps`). An environment that declares nothing
+starts from a short guess; an episode that runs past it doubles the padded length of the
+episodes being collected and of the replay buffer (stored episodes stay valid, padded
+with mask 0), up to `EPISODE_LENGTH_CAP` steps, past which an episode that never ends
+stops training with a message.
+
 Exact resume: the checkpoint holds networks, optimisers, normalisers, RNG states and the
-replay buffer; since every iteration restarts its environments from a derived seed, a
-resumed run continues like the uninterrupted one.
+replay buffer (with its padded length); since every iteration restarts its environments
+from a derived seed, a resumed run continues like the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -42,17 +51,42 @@ def make_episodic_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any])
     return make_batched_env(env_fn, resolved)
 
 
-def episode_limit(env: Any, configured: int) -> int:
+EPISODE_LENGTH_ATTRIBUTES = ("max_steps", "max_cycles", "max_episode_steps")
+FIRST_EPISODE_LIMIT = 16  # the first padded length for an env that declares none; doubles
+EPISODE_LENGTH_CAP = 10_000  # an undeclared episode longer than this is taken as never-ending
+
+
+def declared_length(obj: Any) -> int | None:
+    """The episode length `obj` declares, if any (PettingZoo, gymnasium and sim names)."""
+    holders = [obj]
+    for name in ("unwrapped", "spec"):
+        try:  # wrappers forward attributes and may raise anything for ones they lack
+            holder = getattr(obj, name, None)
+        except Exception:
+            holder = None
+        if holder is not None and holder is not obj:
+            holders.append(holder)
+    for holder in holders:
+        for name in EPISODE_LENGTH_ATTRIBUTES:
+            try:
+                value = getattr(holder, name, None)
+            except Exception:
+                value = None
+            if isinstance(value, int | np.integer) and not isinstance(value, bool) and value > 0:
+                return int(value)
+    return None
+
+
+def episode_limit(env: Any, configured: int) -> tuple[int, bool]:
+    """The padded episode length to start from, and whether it may grow (nothing declared)."""
     if configured > 0:
-        return configured
+        return configured, False
     if isinstance(env, SimVecEnv):
-        return int(env.cfg.max_steps)
-    first = env.envs[0]
-    for name in ("max_steps", "max_cycles", "max_episode_steps"):
-        if isinstance(getattr(first, name, None), int):
-            return int(getattr(first, name))
-    raise ValueError("cannot tell the episode length of this environment; set algo.episode_limit "
-                     "(the padded episode length of the replay buffer).")
+        return int(env.cfg.max_steps), False
+    declared = declared_length(env.envs[0])
+    if declared is not None:
+        return declared, False
+    return FIRST_EPISODE_LIMIT, True
 
 
 class EpisodicTrainer(Trainer):
@@ -66,30 +100,47 @@ class EpisodicTrainer(Trainer):
     def make_storage(self) -> None:
         """One observation normaliser for the shared agent network, and the episode buffer."""
         spec, acfg = self.env.spec, self.algo.cfg
-        self.limit = episode_limit(self.env, acfg.episode_limit)
+        self.limit, self.grows = episode_limit(self.env, acfg.episode_limit)
         self.obs_norm = ObservationNormalizer((spec.obs_size,), enabled=self.tcfg.normalize_obs)
         capacity = spec.num_envs if self.algo.on_policy else acfg.buffer_episodes
         self.buffer = EpisodeBuffer(capacity, self.limit, spec.num_agents, spec.obs_size,
                                     spec.state_size)
 
+    def longer_limit(self) -> int:
+        """The next padded length for an episode that outgrew `self.limit` (or a clear stop)."""
+        if self.limit >= EPISODE_LENGTH_CAP:
+            raise ValueError(f"an episode of this environment ran past {EPISODE_LENGTH_CAP:,} steps "
+                             "without ending and the environment declares no episode length; set "
+                             "algo.episode_limit (episodes are then cut there and bootstrapped) or "
+                             "make the environment truncate its episodes.")
+        return min(2 * self.limit, EPISODE_LENGTH_CAP)
+
     # -- collection ---------------------------------------------------------------------------
     def collect(self) -> dict[str, float]:
-        """One episode per environment into the buffer; returns the episodes' mean figures."""
-        env, algo, t_max = self.env, self.algo, self.limit
+        """One episode per environment into the buffer; returns the episodes' mean figures.
+
+        Runs until every environment's episode has ended, growing the padded length when an
+        episode outlasts it (envs that declare no length), else cuts at `self.limit`.
+        """
+        env, algo = self.env, self.algo
         e, n, d = env.num_envs, env.spec.num_agents, env.spec.obs_size
-        ep = {"obs": np.zeros((e, t_max + 1, n, d), np.float32),
-              "state": np.zeros((e, t_max + 1, env.spec.state_size), np.float32),
-              "actions": np.zeros((e, t_max + 1, n), np.int64),
-              "reward": np.zeros((e, t_max), np.float32),
-              "terminated": np.zeros((e, t_max), np.float32),
-              "mask": np.zeros((e, t_max), np.float32)}
+        episodes = EpisodeBuffer(e, self.limit, n, d, env.spec.state_size)  # the same layout
+        ep = episodes.data
         obs = env.reset(seed=segment_seed(self.seed, self.update))
         active = np.ones(e, bool)
         hidden = torch.zeros(e, n, algo.hidden_size)
         last = -np.ones((e, n), np.int64)
         figures: dict[str, np.ndarray] = {k: np.zeros(e) for k in EPISODE_METRICS}
         seen: set[str] = set()
-        for t in range(t_max):
+        t = 0
+        while active.any():
+            if t == self.limit:
+                if not self.grows:
+                    break
+                self.limit = self.longer_limit()
+                episodes.grow(self.limit)
+                self.buffer.grow(self.limit)
+                ep = episodes.data
             ep["obs"][active, t] = obs[active]
             ep["state"][active, t] = env.state()[active]
             actions, hidden = algo.select_actions(self.obs_norm(obs), last, hidden, self.global_step)
@@ -109,8 +160,8 @@ class EpisodicTrainer(Trainer):
                     seen.add(k)
             active &= ~done
             last = actions
-            if not active.any():
-                break
+            t += 1
+        t_max = self.limit
         if active.any():  # cut at the episode limit: bootstrap from where it stands
             ep["obs"][active, t_max] = obs[active]
             ep["state"][active, t_max] = env.state()[active]
@@ -194,7 +245,8 @@ class EpisodicTrainer(Trainer):
             "version": CHECKPOINT_VERSION, "config": self.config, "global_step": self.global_step,
             "update": self.update, "wall_time": self.wall_time, "algo": self.algo.state_dict(),
             "obs_norm": self.obs_norm.state_dict(), "state_norm": self.state_norm.state_dict(),
-            "buffer": self.buffer.state_dict(), "rng_numpy": self.rng.bit_generator.state,
+            "buffer": self.buffer.state_dict(), "episode_limit": self.limit,
+            "rng_numpy": self.rng.bit_generator.state,
             "rng_torch": torch.get_rng_state(),
         }, path)
         return path
@@ -202,4 +254,9 @@ class EpisodicTrainer(Trainer):
     def load_checkpoint(self) -> None:
         super().load_checkpoint()  # counters, algorithm, normalisers, RNGs, progress.csv
         data = torch.load(self.out_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+        # The padded length may have grown during the run (an env that declares none).
+        limit = int(data.get("episode_limit", data["buffer"]["data"]["reward"].shape[1]))
+        if limit > self.limit:
+            self.buffer.grow(limit)
+            self.limit = limit
         self.buffer.load_state_dict(data["buffer"])

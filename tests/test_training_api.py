@@ -1,0 +1,256 @@
+"""What `policies.train` and `marl-ros train` promise a user beyond learning itself.
+
+- Bring your own env, episodic family: a ParallelEnv that declares no episode length
+  trains anyway; the padded episode length is read from the env where declared, else
+  grown from the episodes seen (stored episodes stay whole and valid, checkpoints keep
+  the grown buffer), and an episode that never ends stops with one clear sentence.
+- `marl-ros train` refuses a budget that trains nothing and a `--resume` of another
+  algorithm's or scenario's run before any work, and reports the env steps it really
+  trained (whole rollouts or episodes).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+import policies
+import policies.value.trainer as episodic
+from marl_ros.cli import main
+from policies.config import resolve_config
+from policies.value.common import EpisodeBuffer
+from policies.value.trainer import EpisodicTrainer, episode_limit
+
+torch.set_num_threads(1)
+
+QUIET = {"progress": False, "tensorboard": False}
+# Additive payoff r_1(u_1) + r_2(u_2): optimum (1, 2), worth 7 a step; the runner-up 5.
+ADDITIVE_PAYOFF = (np.array([1.0, 4.0, 0.0])[:, None] + np.array([0.0, 1.0, 3.0])[None, :]).tolist()
+SMALL_COVERAGE = dict(width=8, height=8, cell_size=0.25, footprint=3, patch_size=5,
+                      summary_size=2, max_steps=30)
+TINY_RUN = (["--scenario", "coverage", "--num-drones", "2", "trainer.num_envs=4",
+             "trainer.rollout_steps=16", "trainer.progress=false", "trainer.tensorboard=false"]
+            + [f"env.{k}={v}" for k, v in SMALL_COVERAGE.items()])
+PER_ROLLOUT = 4 * 16  # env steps of one rollout of TINY_RUN
+
+
+class RepeatedMatrixGame(ParallelEnv):
+    """A cooperative matrix game played for `shortest..longest` rounds (drawn from the reset
+    seed); it declares no episode length. longest=None never ends. Records every finished
+    episode's length in `finished`."""
+
+    metadata = {"name": "repeated_matrix_v0", "render_modes": []}
+
+    def __init__(self, payoff, shortest: int = 1, longest: int | None = 8):
+        self.payoff = np.asarray(payoff, np.float32)
+        self.shortest, self.longest = shortest, longest
+        self.possible_agents = [f"agent_{i}" for i in range(self.payoff.ndim)]
+        self.agents: list[str] = []
+        self._obs_space = spaces.Box(0.0, 1.0, (1,), np.float32)
+        self._action_spaces = {a: spaces.Discrete(self.payoff.shape[i])
+                               for i, a in enumerate(self.possible_agents)}
+        self.finished: list[int] = []
+        self._t, self._length = 0, 0
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._action_spaces[agent]
+
+    def state(self):
+        return np.ones(1, np.float32)
+
+    def reset(self, seed=None, options=None):
+        rng = np.random.default_rng(seed)
+        self._length = (0 if self.longest is None
+                        else int(rng.integers(self.shortest, self.longest + 1)))
+        self._t = 0
+        self.agents = list(self.possible_agents)
+        return {a: np.ones(1, np.float32) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        reward = float(self.payoff[tuple(int(actions[a]) for a in self.possible_agents)])
+        self._t += 1
+        done = self._length > 0 and self._t >= self._length
+        obs = {a: np.ones(1, np.float32) for a in self.agents}
+        out = (obs, {a: reward for a in self.agents}, {a: done for a in self.agents},
+               {a: False for a in self.agents}, {a: {} for a in self.agents})
+        if done:
+            self.agents = []
+            self.finished.append(self._t)
+        return out
+
+
+def episodic_trainer(env_fn, out_dir=None, algo: str = "vdn", resume: bool = False, **algo_cfg):
+    cfg = {"trainer": {**QUIET, "num_envs": 4}, "algo": {"learning_starts": 4,
+                                                         "batch_episodes": 4, **algo_cfg}}
+    return EpisodicTrainer(resolve_config(algo, None, cfg, seed=0), env_fn, out_dir, resume=resume)
+
+
+# -- bring your own env: the episode length ------------------------------------------------------
+def test_episode_buffer_grows_and_keeps_stored_episodes_whole():
+    buf = EpisodeBuffer(capacity=4, limit=3, num_agents=2, obs_size=1, state_size=1)
+
+    def episode(length: int, limit: int) -> dict[str, np.ndarray]:
+        ep = EpisodeBuffer(1, limit, 2, 1, 1).data
+        ep["reward"][0, :length] = np.arange(1, length + 1)
+        ep["mask"][0, :length] = 1.0
+        ep["obs"][0, : length + 1] = 1.0  # the observations, the final one included
+        return ep
+
+    buf.add(episode(2, 3))
+    buf.grow(8)
+    buf.add(episode(7, 8))
+    assert buf.limit == 8 and buf.data["reward"].shape == (4, 8)
+    assert buf.data["mask"][:2].sum(1).tolist() == [2.0, 7.0]
+    assert buf.data["reward"][0].tolist() == [1, 2, 0, 0, 0, 0, 0, 0]  # kept, zero padding
+    assert buf.data["obs"][0, :, 0, 0].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    batch = buf.latest(2)
+    assert batch["mask"].shape == (2, 7) and batch["obs"].shape == (2, 8, 2, 1)
+
+
+def test_episode_length_is_read_from_what_the_env_declares():
+    game = RepeatedMatrixGame(ADDITIVE_PAYOFF)
+    assert episode_limit(SimpleNamespace(envs=[game]), 0) == (episodic.FIRST_EPISODE_LIMIT, True)
+    assert episode_limit(SimpleNamespace(envs=[game]), 12) == (12, False)  # algo.episode_limit
+    game.max_cycles = 25  # PettingZoo's name (MPE, butterfly)
+    assert episode_limit(SimpleNamespace(envs=[game]), 0) == (25, False)
+    wrapped = SimpleNamespace(unwrapped=SimpleNamespace(max_steps=40))
+    assert episode_limit(SimpleNamespace(envs=[wrapped]), 0) == (40, False)
+    gym_style = SimpleNamespace(spec=SimpleNamespace(max_episode_steps=50))
+    assert episode_limit(SimpleNamespace(envs=[gym_style]), 0) == (50, False)
+    undeclared = SimpleNamespace(spec=SimpleNamespace(max_episode_steps=None), max_steps=True)
+    assert episode_limit(SimpleNamespace(envs=[undeclared]), 0)[1]
+
+
+def test_collection_grows_the_padded_length_and_stores_episodes_whole():
+    games: list[RepeatedMatrixGame] = []
+
+    def make_game():
+        games.append(RepeatedMatrixGame(ADDITIVE_PAYOFF, shortest=20, longest=70))
+        return games[-1]
+
+    trainer = episodic_trainer(make_game)
+    assert trainer.limit == episodic.FIRST_EPISODE_LIMIT < 20
+    for _ in range(3):
+        for game in games:
+            game.finished.clear()
+        trainer.collect()
+        true_lengths = [game.finished[0] for game in games]  # each env's collected episode
+        newest = trainer.buffer.latest(4)
+        lengths = newest["mask"].sum(1).flip(0).tolist()  # latest() lists newest first
+        assert lengths == true_lengths
+        assert all(newest["terminated"][i, int(n) - 1] == 1 for i, n in
+                   enumerate(newest["mask"].sum(1)))  # each stored through its real end
+    assert trainer.buffer.limit == trainer.limit >= max(max(g.finished) for g in games) > 16
+    assert trainer.buffer.size == 12
+    assert trainer.buffer.data["mask"].sum() == trainer.global_step
+
+
+def test_an_episode_that_never_ends_stops_with_the_fix(monkeypatch):
+    monkeypatch.setattr(episodic, "EPISODE_LENGTH_CAP", 64)
+    trainer = episodic_trainer(lambda: RepeatedMatrixGame(ADDITIVE_PAYOFF, longest=None))
+    with pytest.raises(ValueError, match="ran past 64 steps without ending.*set "
+                                         "algo.episode_limit.*truncate"):
+        trainer.collect()
+    cut = episodic_trainer(lambda: RepeatedMatrixGame(ADDITIVE_PAYOFF, longest=None),
+                           episode_limit=10)  # the fix: cut and bootstrap at 10 steps
+    cut.collect()
+    assert cut.buffer.data["mask"][:4].sum(1).tolist() == [10.0] * 4 and cut.limit == 10
+
+
+def test_checkpoint_keeps_the_grown_buffer_and_resumes_like_an_uninterrupted_run(tmp_path):
+    def make_game():
+        return RepeatedMatrixGame(ADDITIVE_PAYOFF, shortest=10, longest=40)
+
+    config = {"trainer": {**QUIET, "num_envs": 4, "checkpoint_every": 2},
+              "algo": {"learning_starts": 4, "batch_episodes": 4}}
+    straight = policies.train("vdn", make_game, 800, seed=3, config=config,
+                              out_dir=tmp_path / "straight")
+    policies.train("vdn", make_game, 400, seed=3, config=config, out_dir=tmp_path / "split")
+    saved = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert saved["episode_limit"] > episodic.FIRST_EPISODE_LIMIT  # it grew before the save
+    trainer = EpisodicTrainer(saved["config"], make_game, tmp_path / "split", resume=True)
+    assert trainer.limit == trainer.buffer.limit == saved["episode_limit"]
+    for k, v in saved["buffer"]["data"].items():
+        assert np.array_equal(trainer.buffer.data[k][: len(v)], v), k
+    resumed = policies.train("vdn", make_game, 800, out_dir=tmp_path / "split", resume=True)
+    assert resumed.metadata["global_step"] == straight.metadata["global_step"] >= 800
+    a, b = straight.agent.state_dict(), resumed.agent.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_qmix_takes_the_optimum_of_a_game_whose_length_is_undeclared_and_varies():
+    policy = policies.train(
+        "qmix", lambda: RepeatedMatrixGame(ADDITIVE_PAYOFF, shortest=1, longest=24), 12_000,
+        seed=0, config={"trainer": {**QUIET, "num_envs": 16, "normalize_obs": False,
+                                    "normalize_state": False},
+                        "algo": {"lr": 2.0e-3, "epsilon_anneal_steps": 4000, "gamma": 0.9,
+                                 "updates_per_collect": 2, "target_update_interval": 50}})
+    ones = np.ones(1, np.float32)
+    for _ in range(5):  # every round of the repeated game, the hidden state carried on
+        assert policy.act({"agent_0": ones, "agent_1": ones}) == {"agent_0": 1, "agent_1": 2}
+
+
+# -- the Python API's own checks --------------------------------------------------------------
+@pytest.mark.parametrize("steps", [0, -5, float("nan")])
+def test_train_refuses_a_budget_that_trains_nothing(steps, tmp_path):
+    with pytest.raises(ValueError, match="total_steps must be a positive number of env steps"):
+        policies.train("mappo", "coverage", steps, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# -- marl-ros train --------------------------------------------------------------------------------
+@pytest.mark.parametrize("steps", ["-5", "0"])
+def test_cli_train_refuses_a_non_positive_budget_before_any_work(steps, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "mappo", "--steps", steps, "--out", str(out), *TINY_RUN]) == 2
+    captured = capsys.readouterr()
+    assert f"--steps must be a positive number of env steps (got {steps})" in captured.err
+    assert captured.out == "" and not out.exists()
+
+
+def test_cli_train_reports_the_env_steps_it_really_trained(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "mappo", "--steps", "100", "--out", str(out), *TINY_RUN]) == 0
+    text = capsys.readouterr().out
+    assert policies.load(out / "policy.pt").metadata["global_step"] == 2 * PER_ROLLOUT
+    assert ("trained mappo on coverage for 128 env steps (asked 100; training runs whole "
+            "rollouts of 64 steps, 4 envs x 16 steps)") in text
+    assert main(["train", "--algo", "mappo", "--steps", "64", "--out", str(tmp_path / "exact"),
+                 *TINY_RUN]) == 0
+    text = capsys.readouterr().out
+    assert "trained mappo on coverage for 64 env steps in" in text and "asked" not in text
+
+
+def test_cli_resume_refuses_another_algorithm_or_scenario_and_continues_the_run(tmp_path,
+                                                                                 capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "mappo", "--steps", "64", "--out", str(out), *TINY_RUN]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    assert main(["train", "--algo", "happo", "--steps", "128", "--out", str(out), "--resume"]) == 2
+    captured = capsys.readouterr()
+    assert (f"{out} holds a mappo run, so --resume cannot continue it as happo; drop --algo or "
+            "pass --algo mappo, or train happo in another --out folder.") in captured.err
+    assert captured.out == ""
+    assert main(["train", "--scenario", "spread", "--steps", "128", "--out", str(out),
+                 "--resume"]) == 2
+    captured = capsys.readouterr()
+    assert "holds a run on coverage" in captured.err and "--scenario coverage" in captured.err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # untouched
+    with pytest.raises(ValueError, match="holds a mappo run, not happo"):
+        policies.train("happo", "coverage", 128, out_dir=out, resume=True)
+
+    assert main(["train", "--steps", "128", "--out", str(out), "--resume"]) == 0  # the run's algo
+    assert "trained mappo on coverage to 128 env steps in all" in capsys.readouterr().out
+    assert policies.load(out / "policy.pt").metadata["global_step"] == 128
+    assert main(["train", "--steps", "64", "--out", str(tmp_path / "new")]) == 2
+    assert "--algo is required to start a run" in capsys.readouterr().err
