@@ -348,6 +348,17 @@ def test_happo_draws_a_new_agent_order_every_update_from_the_run_seed():
     assert first != orders(1)
 
 
+def test_on_policy_defaults_follow_harl():
+    for algo in policies.ON_POLICY_ALGORITHM_NAMES:
+        cfg = resolve_config(algo, None, None)["algo"]
+        assert cfg["huber_loss"] and cfg["clip_value_loss"], algo
+        assert (cfg["huber_delta"], cfg["value_clip"]) == (10.0, 0.2), algo
+        if algo != "hatrpo":  # a trust-region step has no entropy term
+            assert cfg["ent_coef"] == 0.01, algo
+    assert resolve_config("haa2c", None, None)["algo"]["epochs"] == 5
+    assert resolve_config("haa2c", "coverage", None)["algo"]["epochs"] == 5
+
+
 def test_critic_loss_is_huber_beyond_delta_and_clips_around_the_rollout_value():
     trainer = small_trainer("mappo")
     algo = trainer.algo

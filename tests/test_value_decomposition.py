@@ -238,6 +238,19 @@ def test_coma_learns_from_the_distribution_it_explores_with(monkeypatch):
     assert float(seen["probs"].min()) >= 0.5 / 3 - 1e-6  # every action as likely as exploration
 
 
+@pytest.mark.parametrize("algo", ["qtran_base", "qtran_alt"])
+def test_qtran_joint_loss_trains_the_shared_agent_layers_unless_detached(algo):
+    def agent_moves(**algo_cfg) -> bool:  # one update on L_td alone (factorisation terms off)
+        trainer = episodic_trainer(algo, lambda_opt=0.0, lambda_nopt=0.0, **algo_cfg)
+        before = copy.deepcopy(trainer.algo.agent.state_dict())
+        trainer.algo.update(sampled_batch(trainer))
+        after = trainer.algo.agent.state_dict()
+        return any(not torch.equal(after[k], before[k]) for k in before)
+
+    assert agent_moves()  # the paper's sharing: Q_jt's TD loss reaches the agents' GRU
+    assert not agent_moves(detach_joint_inputs=True)
+
+
 def test_qtran_alt_min_leaves_out_actions_an_agent_does_not_have():
     # Agent 0 has 2 actions, agent 1 has 3 (padded to 3); masked outputs are -1e9.
     available = torch.tensor([[True, True, False], [True, True, True]])
