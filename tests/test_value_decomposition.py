@@ -29,7 +29,12 @@ from policies.config import resolve_config
 from policies.evaluation import evaluate, evaluate_random_walk
 from policies.value import coma as coma_module
 from policies.value.coma import CounterfactualCritic, counterfactual_advantages
-from policies.value.common import normalized_batch, sequence_inputs, td_lambda_targets
+from policies.value.common import (
+    agent_inputs,
+    normalized_batch,
+    sequence_inputs,
+    td_lambda_targets,
+)
 from policies.value.qmix import QMixer
 from policies.value.qtran import nopt_loss, nopt_min_loss, opt_loss
 from policies.value.trainer import EpisodicTrainer
@@ -49,8 +54,14 @@ LEARNING_STEPS = 50_000
 # seeds 0-2 vs 0.83/0.56/0.70 without).
 SMALL_TASK_ALGO = {"lr": 1.0e-3, "target_tau": 0.01, "updates_per_collect": 4,
                    "epsilon_anneal_steps": 20_000, "td_lambda": 0.0, "hidden_sizes": [64]}
+# QTRAN's default shares the agents' layers with the joint networks (as in the paper); on
+# this task that learned less within the budget than reading detached features (mean of
+# seeds 0-2: QTRAN-base 0.64 vs 0.70, QTRAN-alt 0.58 vs 0.67; README), so the small task
+# detaches them.
 SMALL_TASK_ALGO_OF = {"qmix": {**SMALL_TASK_ALGO, "epsilon_anneal_steps": 30_000,
                                "td_lambda": 0.6},
+                      "qtran_base": {**SMALL_TASK_ALGO, "detach_joint_inputs": True},
+                      "qtran_alt": {**SMALL_TASK_ALGO, "detach_joint_inputs": True},
                       "coma": {}}
 # Additive payoff r_1(u_1) + r_2(u_2): optimum (1, 2), worth 7; the runner-up is worth 5.
 ADDITIVE_PAYOFF = (np.array([1.0, 4.0, 0.0])[:, None] + np.array([0.0, 1.0, 3.0])[None, :]).tolist()
@@ -309,14 +320,39 @@ def test_qtran_solves_the_non_monotonic_matrix_game(algo):
     assert all(joint == (0, 0) for joint in found), found
 
 
+def matrix_q_table(algo: str, payoff: list, seed: int, steps: int, **algo_cfg) -> torch.Tensor:
+    """The joint action-value table Q_tot(u_1, u_2) that a mixer learned on a matrix game."""
+    config = {"env": {"payoff": payoff}, "trainer": QUIET, "algo": algo_cfg}
+    trainer = EpisodicTrainer(resolve_config(algo, "matrix", config, seed=seed), "matrix")
+    trainer.train(steps)
+    algo_ = trainer.algo
+    x = agent_inputs(torch.ones(1, 2, 1), torch.full((1, 2), -1), algo_.num_actions,
+                     algo_.cfg.agent_id)
+    with torch.no_grad():
+        q, _ = algo_.agent(x, torch.zeros(1, 2, algo_.hidden_size))
+        joint = torch.cartesian_prod(q[0, 0], q[0, 1])  # (9, 2): Q_1(u_1), Q_2(u_2)
+        return algo_.mixer(joint, torch.ones(9, 1)).reshape(3, 3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["vdn", "qmix"])
-def test_monotonic_factorisations_settle_on_a_suboptimal_joint_action(algo):
-    """VDN's sum and QMIX's monotonic mixer cannot represent the non-monotonic game: with the
-    same exploration their greedy joint action is not the optimum (documented limitation)."""
-    found = [matrix_joint_action(algo, NON_MONOTONIC_PAYOFF, seed, NON_MONOTONIC_STEPS,
-                                 **NON_MONOTONIC_ALGO) for seed in SEEDS]
-    assert all(joint != (0, 0) for joint in found), found
+def test_monotonic_factorisations_cannot_represent_the_non_monotonic_game(algo, record_property):
+    """VDN's sum and QMIX's monotonic mixer cannot represent this payoff: trained on the same
+    uniform data, their Q_tot misses it by several points somewhere. VDN's greedy joint
+    action is then suboptimal on every seed (its Q_a are the payoff's row and column means);
+    QMIX's non-linear mixer sometimes lands on (0, 0) anyway (seed 2 of 0-2), so only its
+    table is asserted."""
+    payoff = torch.tensor(NON_MONOTONIC_PAYOFF)
+    errors, greedy = [], []
+    for seed in SEEDS:
+        table = matrix_q_table(algo, NON_MONOTONIC_PAYOFF, seed, NON_MONOTONIC_STEPS,
+                               **NON_MONOTONIC_ALGO)
+        errors.append(float((table - payoff).abs().max()))
+        greedy.append(divmod(int(table.argmax()), 3))
+    record_property("max_abs_error_per_seed", errors)
+    assert min(errors) > 4.0, (errors, greedy)
+    if algo == "vdn":
+        assert all(joint != (0, 0) for joint in greedy), greedy
 
 
 @pytest.fixture(scope="module")
