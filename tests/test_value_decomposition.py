@@ -10,7 +10,7 @@ seed's trajectory (which differs between CPUs and BLAS kernels). On the small di
 coverage task (2 drones, 8 x 8 cells, 30 steps; 50k env steps) the mean greedy coverage
 of the three seeds must beat the random walk on the same 32 seeded episodes (56%) by
 `LEARNING_MARGIN` = 10 points (IQL, VDN, QMIX, COMA; the weakest mean measured, QMIX's
-0.767, clears it by 10 points on two floating-point paths; the README's Tests section has
+0.760, clears it by 10 points on three floating-point paths; the README's Tests section has
 every per-seed figure). On matrix games every seed must reach the known answer: the
 optimum of an additive game for every method, (0, 0) of the QTRAN paper's non-monotonic
 game for QTRAN-base and QTRAN-alt, and for VDN and QMIX a Q_tot that provably cannot
