@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import rclpy
-import rclpy.executors
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -35,6 +33,7 @@ from marl_ros.nodes.messages import (
     stamp_to_seconds,
     unpack_swarm_state,
 )
+from marl_ros.nodes.process import run_node_process
 from marl_ros.runtime import BundleError, OnnxPolicy, default_bundle, load_swarm_config
 from sim import obs as O
 from sim.config import CoverageConfig
@@ -270,33 +269,8 @@ class AgentNode(Node):
         super().destroy_node()
 
 
-def run_nodes(nodes: list[Node]) -> None:
-    """Spin nodes on one single-threaded executor until Ctrl-C (measured steadier than the
-    multi-threaded one for many small control loops)."""
-    executor = rclpy.executors.SingleThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        for node in nodes:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-
-
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = AgentNode()
-    except (BundleError, ValueError) as err:
-        rclpy.logging.get_logger("agent_node").fatal(str(err))
-        rclpy.shutdown()
-        return 2
-    run_nodes([node])
-    return 0
+    return run_node_process("agent_node", lambda: [AgentNode()], args)
 
 
 if __name__ == "__main__":

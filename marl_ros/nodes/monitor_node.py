@@ -27,9 +27,10 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, ColorRGBA, Float64, Float64MultiArray, Int32
 from visualization_msgs.msg import Marker, MarkerArray
 
-from marl_ros.nodes.agent_node import _describe, run_nodes
+from marl_ros.nodes.agent_node import _describe
 from marl_ros.nodes.messages import SENSOR_QOS, WORLD_FRAME, unpack_swarm_state
-from marl_ros.runtime import BundleError, default_bundle, load_swarm_config, read_bundle_metadata
+from marl_ros.nodes.process import run_node_process
+from marl_ros.runtime import default_bundle, load_swarm_config, read_bundle_metadata
 from sim import obs as O
 from sim.config import CoverageConfig
 from sim.drone import CrazyflieParams
@@ -200,20 +201,16 @@ class MonitorNode(Node):
         self.report_written = True
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = MonitorNode()
-    except (BundleError, ValueError) as err:
-        rclpy.logging.get_logger("monitor_node").fatal(str(err))
-        rclpy.shutdown()
-        return 2
-    try:
-        run_nodes([node])
-    finally:
-        if not node.report_written:  # the report is written even on Ctrl-C
+def _write_report_unless_written(nodes: list[MonitorNode]) -> None:
+    """The report is written on every way out: mission end, Ctrl-C, SIGTERM."""
+    for node in nodes:
+        if not node.report_written:
             node.write_report()
-    return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node_process("monitor_node", lambda: [MonitorNode()], args,
+                            on_exit=_write_report_unless_written)
 
 
 if __name__ == "__main__":

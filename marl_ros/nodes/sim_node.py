@@ -17,7 +17,6 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
@@ -26,7 +25,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 
-from marl_ros.nodes.agent_node import _describe, run_nodes
+from marl_ros.nodes.agent_node import _describe
 from marl_ros.nodes.messages import (
     COMMAND_QOS,
     SENSOR_QOS,
@@ -35,7 +34,8 @@ from marl_ros.nodes.messages import (
     pack_swarm_state,
     twist_to_setpoint,
 )
-from marl_ros.runtime import BundleError, default_bundle, load_swarm_config
+from marl_ros.nodes.process import run_node_process
+from marl_ros.runtime import default_bundle, load_swarm_config
 from sim.config import CONTROL_HZ
 from sim.drone import VelocityLimits
 from sim.physics import PyBulletWorld
@@ -180,15 +180,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except (BundleError, ValueError) as err:
-        rclpy.logging.get_logger("sim_node").fatal(str(err))
-        rclpy.shutdown()
-        return 2
-    run_nodes([node])
-    return 0
+    return run_node_process("sim_node", lambda: [SimNode()], args)
 
 
 if __name__ == "__main__":

@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray
 
-from marl_ros.nodes.agent_node import AgentNode, run_nodes
+from marl_ros.nodes.agent_node import AgentNode
 from marl_ros.nodes.messages import SENSOR_QOS
-from marl_ros.runtime import BundleError
+from marl_ros.nodes.process import run_node_process
 
 SHARED = ("bundle", "rate", "comm_radius", "swarm_topic", "max_vxy", "max_vz", "max_yaw_rate",
           "geofence_margin", "stale_timeout", "neighbour_drop", "seed", "stats_dir",
           "use_sim_time")
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+def build_agents() -> list[AgentNode]:
+    """The agent nodes /<prefix><i>/agent, their shared swarm-state subscription and timer.
+
+    The process is started without a node-name remap (`__node:=`), which would rename every
+    node it holds; the parameter host below is the only node named swarm_agents."""
     host = Node("swarm_agents", allow_undeclared_parameters=True,
                 automatically_declare_parameters_from_overrides=True)
     n = host.get_parameter_or("num_drones", Parameter("num_drones", value=4)).value
@@ -37,15 +39,10 @@ def main(args: list[str] | None = None) -> int:
     shared = [Parameter(name, value=host.get_parameter(name).value)
               for name in SHARED if host.has_parameter(name)]
     host.destroy_node()
-    try:
-        nodes = [AgentNode("agent", namespace=f"/{prefix}{i}", hosted=True,
-                           parameter_overrides=shared + [Parameter("drone_id", value=i),
-                                                         Parameter("num_drones", value=n)])
-                 for i in range(n)]
-    except (BundleError, ValueError) as err:
-        rclpy.logging.get_logger("swarm_agents").fatal(str(err))
-        rclpy.shutdown()
-        return 2
+    nodes = [AgentNode("agent", namespace=f"/{prefix}{i}", hosted=True,
+                       parameter_overrides=shared + [Parameter("drone_id", value=i),
+                                                     Parameter("num_drones", value=n)])
+             for i in range(n)]
     first = nodes[0]
 
     def deliver(msg: Float64MultiArray) -> None:
@@ -64,8 +61,11 @@ def main(args: list[str] | None = None) -> int:
     timer = first.create_timer(1.0 / first.rate, tick_all)
     for node in nodes:
         node.timer = timer  # read by the benchmark's tick statistics
-    run_nodes(nodes)
-    return 0
+    return nodes
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node_process("swarm_agents", build_agents, args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""How every node process starts, spins and stops.
+
+A node process ends cleanly, with exit code 0 and no traceback, on a first and on any
+repeated SIGINT or SIGTERM: Ctrl-C in a terminal, `ros2 launch` shutting down (it forwards
+SIGINT to every node, on top of the one a terminal's process group already got, then
+SIGTERM), `timeout -s INT`, or `marl-ros swarm` tearing its graph down. The handlers only
+record the request; the spin loop checks it between callbacks (at least every
+`SPIN_PERIOD_S`) and then destroys the nodes; from then on, through the interpreter's
+finalisation, further signals are ignored. rclpy's own handlers are not installed: they
+raise KeyboardInterrupt wherever the signal lands, e.g. inside `destroy_node()`, which is
+how a second SIGINT used to end a node with exit code -2.
+
+A node whose configuration or bundle is refused at start logs one FATAL sentence and exits
+with `START_REFUSED` (2); `marl-ros swarm` reads that sentence from the node's log and
+stops the whole graph at once. A node may end its own process (monitor_node at mission end,
+with `exit_on_complete`) by calling `rclpy.try_shutdown()`.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+import rclpy
+import rclpy.executors
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from marl_ros.runtime import BundleError
+
+START_REFUSED = 2
+SPIN_PERIOD_S = 0.1  # longest wait before a stop request is seen
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM; remembers the first signal. Repeats change nothing."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signal is None:
+            self.signal = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+def install_stop_handlers() -> StopRequest:
+    stop = StopRequest()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    return stop
+
+
+def spin(nodes: list[Node], stop: StopRequest) -> None:
+    """Spin nodes on one single-threaded executor (measured steadier than the multi-threaded
+    one for many small control loops) until a stop request or rclpy shutdown, then destroy
+    them."""
+    executor = rclpy.executors.SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        while not stop.requested and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    except rclpy.executors.ExternalShutdownException:
+        pass  # a node called rclpy.try_shutdown() (mission complete)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        for node in nodes:
+            node.destroy_node()
+
+
+def run_node_process(logger_name: str, build: Callable[[], list[Node]],
+                     args: list[str] | None = None,
+                     on_exit: Callable[[list[Node]], None] | None = None) -> int:
+    """A node executable's main: install the stop handlers, init rclpy, build the nodes (a
+    refused configuration -> one FATAL sentence, exit code 2), spin until stopped, call
+    `on_exit(nodes)` (e.g. write a report), shut rclpy down. Returns the exit code."""
+    stop = install_stop_handlers()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        try:
+            nodes = build()
+        except (BundleError, ValueError) as err:  # ConfigError is a ValueError
+            rclpy.logging.get_logger(logger_name).fatal(str(err))
+            return START_REFUSED
+        try:
+            if stop.requested:  # stopped while loading: nothing to spin for
+                for node in nodes:
+                    node.destroy_node()
+            else:
+                spin(nodes, stop)
+        finally:
+            if on_exit is not None:
+                on_exit(nodes)
+        return 0
+    finally:
+        rclpy.try_shutdown()
+        # Interpreter finalisation (still seconds with onnxruntime and DDS loaded) resets
+        # Python-set handlers to the default, which a late repeated signal would die of
+        # (exit code -2/-15); ignored signals stay ignored there.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
