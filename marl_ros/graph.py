@@ -8,6 +8,9 @@ installed. No rclpy or launch import here.
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +34,13 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "report_dir": ("runs/swarm", "monitor_node: folder for report.json and coverage.png"),
     "mission_steps": ("0", "monitor_node: mission length in policy ticks; 0 = scenario default"),
     "neighbour_drop": ("0.0", "fault injection: probability of losing a neighbour's state"),
+    "exit_on_complete": ("true", "end the launch (every node) when the monitor reports the "
+                                 "mission complete"),
 }
+MAX_RATE_HZ = 100.0  # agent_node's rate parameter range
+REAL_TIME_FACTOR_RANGE = (0.05, 50.0)  # sim_node's real_time_factor parameter range
+MAX_MISSION_STEPS = 10**7  # monitor_node's mission_steps parameter range
+NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)
@@ -72,9 +81,40 @@ def parse_launch_arguments(raw: dict[str, str]) -> dict[str, Any]:
             "real_time_factor": float(args["real_time_factor"]), "seed": int(args["seed"]),
             "report_dir": args["report_dir"], "mission_steps": int(args["mission_steps"]),
             "neighbour_drop": float(args["neighbour_drop"]),
+            "exit_on_complete": _bool(args["exit_on_complete"]),
         }
     except ValueError as err:
         raise ValueError(f"bad launch argument: {err}") from None
+
+
+def check_swarm_arguments(num_drones: int, rate: float, namespace_prefix: str,
+                          real_time_factor: float, seed: int, report_dir: str,
+                          mission_steps: int, neighbour_drop: float, sim: bool) -> None:
+    """One ValueError sentence for the first argument no node would accept (the nodes'
+    parameter ranges), before any process starts."""
+    if isinstance(num_drones, bool) or not isinstance(num_drones, int) or num_drones < 1:
+        raise ValueError(f"num_drones must be a whole number >= 1 (got {num_drones!r}).")
+    if not (math.isfinite(rate) and 0.0 <= rate <= MAX_RATE_HZ):
+        raise ValueError(f"rate must be 0 (the bundle's policy rate) or a control rate in Hz up "
+                         f"to {MAX_RATE_HZ:g} (got {rate!r}).")
+    low, high = REAL_TIME_FACTOR_RANGE
+    if sim and not (math.isfinite(real_time_factor) and low <= real_time_factor <= high):
+        raise ValueError(f"real_time_factor must be between {low:g} and {high:g} simulated "
+                         f"seconds per wall second (got {real_time_factor!r}).")
+    if not 0 <= mission_steps <= MAX_MISSION_STEPS:
+        raise ValueError(f"mission_steps must be 0 (the scenario's episode length) or a number "
+                         f"of policy ticks up to {MAX_MISSION_STEPS:,} (got {mission_steps!r}).")
+    if not (math.isfinite(neighbour_drop) and 0.0 <= neighbour_drop <= 1.0):
+        raise ValueError(f"neighbour_drop is a probability and must lie in [0, 1] (got "
+                         f"{neighbour_drop!r}).")
+    if not 0 <= seed < 2**31:
+        raise ValueError(f"seed must lie in [0, 2^31) (got {seed!r}).")
+    if not NAME_TOKEN.match(namespace_prefix):
+        raise ValueError(f"namespace_prefix {namespace_prefix!r} is not a valid start of a ROS "
+                         "name; use letters, digits and underscores, not starting with a digit "
+                         "(e.g. drone_).")
+    if not report_dir:
+        raise ValueError("report_dir must name a folder (e.g. runs/swarm).")
 
 
 def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = "coverage",
@@ -84,11 +124,18 @@ def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = 
                 mission_steps: int = 0, neighbour_drop: float = 0.0,
                 exit_on_complete: bool = False) -> list[NodeSpec]:
     """The nodes of a swarm: [sim_node], one agent node per drone (or one swarm_agents
-    process), monitor_node. Checks the bundle's scenario before anything starts."""
-    from marl_ros.runtime import BundleError, default_bundle, read_bundle_metadata
+    process), monitor_node. Checks every argument, the bundle's scenario, the drone count
+    against the field and against the bundle before anything starts (one sentence each)."""
+    from marl_ros.runtime import (
+        BundleError,
+        OnnxPolicy,
+        default_bundle,
+        load_swarm_config,
+        read_bundle_metadata,
+    )
 
-    if num_drones < 1:
-        raise ValueError(f"num_drones must be >= 1 (got {num_drones}).")
+    check_swarm_arguments(num_drones, rate, namespace_prefix, real_time_factor, seed,
+                          report_dir, mission_steps, neighbour_drop, sim)
     bundle = str(Path(policy).resolve()) if policy else default_bundle()
     meta = read_bundle_metadata(bundle)
     trained = (meta.get("scenario") or {}).get("scenario")
@@ -96,6 +143,8 @@ def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = 
         raise BundleError(f"the policy was trained on scenario {trained!r} but scenario "
                           f"{scenario!r} was asked for; pass scenario:={trained} or another "
                           "policy.")
+    # The field holds them, the bundle flies this many, its files load and pass their checks.
+    OnnxPolicy.load(bundle, config=load_swarm_config(bundle, num_drones))
     sim_time = sim if use_sim_time is None else use_sim_time
     common = {"bundle": bundle, "num_drones": num_drones, "use_sim_time": sim_time}
     agent = {**common, "rate": rate, "neighbour_drop": neighbour_drop, "seed": seed}
@@ -105,8 +154,8 @@ def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = 
             **common, "use_sim_time": False, "publish_clock": sim_time,
             "namespace_prefix": namespace_prefix, "real_time_factor": real_time_factor,
             "seed": seed}))
-    if one_process:
-        nodes.append(NodeSpec("swarm_agents", "swarm_agents", "",
+    if one_process:  # no name: a node-name remap would rename every agent the process holds
+        nodes.append(NodeSpec("swarm_agents", "", "",
                               {**agent, "namespace_prefix": namespace_prefix}))
     else:
         nodes += [NodeSpec("agent_node", "agent", f"/{namespace_prefix}{i}",
@@ -115,6 +164,26 @@ def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = 
         **common, "report_dir": report_dir, "mission_steps": mission_steps,
         "exit_on_complete": exit_on_complete}))
     return nodes
+
+
+def agent_process_capacity() -> tuple[int, str]:
+    """How many agent processes this machine holds, and why: 8 per CPU (`marl-ros bench
+    ros`: 16 processes at 30 Hz took 1.1 of 2 cores) and one per 150 MB of available memory
+    (an agent process with onnxruntime and DDS: ~100 MB resident)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    by_cpu = 8 * (cpus or 1)
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is None:
+        return by_cpu, f"{cpus} CPUs"
+    by_memory = int(available // 150e6)
+    reason = f"{cpus} CPUs, {available / 2**30:.1f} GiB available"
+    return max(1, min(by_cpu, by_memory)), reason
 
 
 def _param_text(value: Any) -> str:
@@ -126,9 +195,11 @@ def _param_text(value: Any) -> str:
 
 
 def node_command(spec: NodeSpec) -> list[str]:
-    """How `marl-ros swarm` runs a node: this interpreter, the node's module, --ros-args."""
-    cmd = [sys.executable, "-m", f"marl_ros.nodes.{spec.executable}", "--ros-args",
-           "-r", f"__node:={spec.name}"]
+    """How `marl-ros swarm` runs a node: this interpreter, the node's module, --ros-args.
+    A spec without a name is not renamed (swarm_agents names the nodes it holds itself)."""
+    cmd = [sys.executable, "-m", f"marl_ros.nodes.{spec.executable}", "--ros-args"]
+    if spec.name:
+        cmd += ["-r", f"__node:={spec.name}"]
     if spec.namespace:
         cmd += ["-r", f"__ns:={spec.namespace}"]
     for key, value in spec.parameters.items():
@@ -136,35 +207,164 @@ def node_command(spec: NodeSpec) -> list[str]:
     return cmd
 
 
+def spec_label(spec: NodeSpec) -> str:
+    """`agent_node /drone_3`, `sim_node`: how messages name a node."""
+    return f"{spec.executable} {spec.namespace}" if spec.namespace else spec.executable
+
+
+def _log_name(spec: NodeSpec) -> str:
+    return (spec.name or spec.executable) + spec.namespace.replace("/", "_")
+
+
+def _die_with_parent() -> None:
+    """In the child between fork and exec: get SIGTERM (a clean node shutdown) when the
+    process that started it dies, however it dies (even SIGKILL)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the process-group teardown still applies
+        pass
+
+
+def fatal_sentence(log: Path) -> str | None:
+    """The last FATAL message a node logged (its one sentence on a refused start)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    fatal = [line for line in lines if "[FATAL]" in line]
+    if not fatal:
+        return None
+    return fatal[-1].split("]: ", 1)[-1].strip()
+
+
+class NodeProcesses:
+    """The node processes of one graph, in one process group of their own, each set to die
+    with this process; `stop()` ends them all (SIGINT, then SIGTERM, then SIGKILL) and is
+    safe to call on every exit path."""
+
+    def __init__(self, log_dir: Path | None = None, stop_timeout_s: float = 10.0):
+        self.log_dir = log_dir
+        self.stop_timeout_s = stop_timeout_s
+        self.procs: list[tuple[NodeSpec, subprocess.Popen]] = []
+        self.pgid: int | None = None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+
+    def log_path(self, spec: NodeSpec) -> Path | None:
+        return None if self.log_dir is None else self.log_dir / f"{_log_name(spec)}.log"
+
+    def start(self, spec: NodeSpec, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = self.log_path(spec)
+        out = open(log, "w") if log is not None else subprocess.DEVNULL
+        try:
+            # The first node founds the group (its pid is the group id); the rest join it.
+            proc = subprocess.Popen(node_command(spec), stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env,
+                                    process_group=0 if self.pgid is None else self.pgid,
+                                    preexec_fn=_die_with_parent)
+        finally:
+            if log is not None:
+                out.close()
+        if self.pgid is None:
+            self.pgid = proc.pid
+        self.procs.append((spec, proc))
+        return proc
+
+    def exited(self) -> list[tuple[NodeSpec, int]]:
+        return [(spec, proc.returncode) for spec, proc in self.procs if proc.poll() is not None]
+
+    def _signal_group(self, sig: int) -> None:
+        if self.pgid is None:
+            return
+        try:
+            os.killpg(self.pgid, sig)
+        except ProcessLookupError:  # every member already gone
+            pass
+
+    def _wait_all(self, until: float) -> bool:
+        while time.monotonic() < until:
+            if all(proc.poll() is not None for _, proc in self.procs):
+                return True
+            time.sleep(0.05)
+        return all(proc.poll() is not None for _, proc in self.procs)
+
+    def stop(self) -> list[str]:
+        """Stop every node; returns the labels of those that had to be SIGKILLed."""
+        if not self.procs:
+            return []
+        self._signal_group(signal.SIGINT)
+        if not self._wait_all(time.monotonic() + self.stop_timeout_s):
+            self._signal_group(signal.SIGTERM)
+            if not self._wait_all(time.monotonic() + 3.0):
+                killed = [spec_label(s) for s, p in self.procs if p.poll() is None]
+                self._signal_group(signal.SIGKILL)
+                self._wait_all(time.monotonic() + 5.0)
+                return killed
+        return []
+
+
+class GraphStopped(RuntimeError):
+    """run_graph ended early; the message is the one sentence to print."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def run_graph(specs: list[NodeSpec], timeout_s: float, log_dir: Path | None = None) -> int:
-    """Start every node, wait for the monitor to finish the mission (or the timeout or
-    Ctrl-C), then stop the rest with SIGINT. Returns the monitor's exit code (or 124)."""
-    procs: list[tuple[NodeSpec, subprocess.Popen]] = []
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+    """Start every node, wait for the monitor to finish the mission, then stop the rest.
+
+    Returns the monitor's exit code, or 124 when `timeout_s` passed first. Raises
+    GraphStopped when a node refuses its start (exit code 2: its own FATAL sentence), when
+    sim_node dies, or when this process gets SIGINT/SIGTERM. Every node is stopped on every
+    way out, and each dies with this process even when it is SIGKILLed."""
+    nodes = NodeProcesses(log_dir)
+    received: list[int] = []
+
+    def request_stop(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for spec in specs:
-            out = (open(log_dir / f"{spec.name}{spec.namespace.replace('/', '_')}.log", "w")
-                   if log_dir is not None else None)
-            procs.append((spec, subprocess.Popen(node_command(spec), stdout=out,
-                                                 stderr=subprocess.STDOUT)))
-        monitor = next(p for s, p in procs if s.executable == "monitor_node")
+            nodes.start(spec)
+            if received:
+                break
+        monitor = next(p for s, p in nodes.procs if s.executable == "monitor_node")
         deadline = time.monotonic() + timeout_s
+        reported: set[int] = set()
         while monitor.poll() is None and time.monotonic() < deadline:
-            for spec, proc in procs:
-                if proc is not monitor and proc.poll() == 2:
-                    raise RuntimeError(f"{spec.executable} {spec.namespace or spec.name} stopped "
-                                       "at start (exit code 2); see its log.")
-            time.sleep(0.2)
+            if received:
+                name = signal.Signals(received[0]).name
+                raise GraphStopped(f"stopped by {name}; every node was shut down (the monitor "
+                                   "writes the report so far).", 128 + received[0])
+            for spec, proc in nodes.procs:
+                code = proc.poll()
+                if code is None or proc is monitor or id(proc) in reported:
+                    continue
+                reported.add(id(proc))
+                log = nodes.log_path(spec)
+                sentence = fatal_sentence(log) if log is not None else None
+                where = f"; see {log}" if log is not None else ""
+                if code == 2:
+                    raise GraphStopped(f"{spec_label(spec)} refused to start: "
+                                       f"{sentence or 'see its log'}{where}", 2)
+                if spec.executable == "sim_node":
+                    raise GraphStopped(f"sim_node stopped (exit code {code}): "
+                                       f"{sentence or 'see its log'}{where}", 1)
+                # A lost agent is a fault the swarm tolerates: its drone hovers.
+                print(f"marl-ros swarm: {spec_label(spec)} stopped (exit code {code}); its "
+                      f"drone hovers, the others fly on{where}", file=sys.stderr)
+            time.sleep(0.1)
         code = monitor.poll()
         return 124 if code is None else code
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        end = time.monotonic() + 10
-        for _, proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        killed = nodes.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if killed:
+            print(f"marl-ros swarm: {', '.join(killed)} did not stop on SIGINT or SIGTERM and "
+                  "was killed.", file=sys.stderr)

@@ -253,6 +253,25 @@ def default_bundle() -> str:
         return str(SHIPPED_BUNDLE)
 
 
+def flies_any_drone_count(meta: dict[str, Any]) -> bool:
+    """One model for every agent, told no agent id: any drone can fly it, in a swarm of any
+    size (the observation holds the K nearest heard neighbours, not the swarm size)."""
+    return len(set(meta["models"].values())) == 1
+
+
+def check_drone_count(meta: dict[str, Any], num_drones: int, bundle: str | Path) -> None:
+    """A bundle with a model per agent (separate parameters, or a shared actor told its agent
+    id) flies exactly the swarm it was trained with."""
+    if flies_any_drone_count(meta) or num_drones == len(meta["agents"]):
+        return
+    algorithm = (meta.get("provenance") or {}).get("algorithm", "its algorithm")
+    raise BundleError(f"{bundle} holds one policy per drone for {len(meta['agents'])} drones "
+                      f"(trained by {algorithm}), so it flies exactly {len(meta['agents'])} "
+                      f"drones, not {num_drones}; fly {len(meta['agents'])} or train a shared "
+                      "policy without agent ids (the swarm default: `marl-ros train --algo "
+                      "mappo`).")
+
+
 def load_swarm_config(bundle: str | Path, num_drones: int, comm_radius: float = 0.0):
     """The scenario configuration a node runs with: the bundle's, with this swarm's size and,
     if given, the node's communication radius (which `OnnxPolicy.load` then checks)."""
@@ -262,6 +281,7 @@ def load_swarm_config(bundle: str | Path, num_drones: int, comm_radius: float = 
     if "scenario" not in meta:
         raise BundleError(f"{bundle} was not trained in a marl_ros scenario; the nodes need a "
                           "bundle exported from `marl-ros train`.")
+    check_drone_count(meta, num_drones, bundle)
     params = dict(meta["scenario"])
     params["num_drones"] = num_drones
     if comm_radius > 0:
