@@ -55,6 +55,9 @@ setup(
             "sim_node = marl_ros.nodes.sim_node:main",
             "monitor_node = marl_ros.nodes.monitor_node:main",
             "swarm_agents = marl_ros.nodes.swarm_agents:main",
+            # Bridges to real drone stacks.
+            "mocap_bridge = marl_ros.nodes.mocap_bridge:main",
+            "px4_relay = marl_ros.nodes.px4_relay:main",
         ],
     },
 )

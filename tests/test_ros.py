@@ -21,28 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-# The ROS 2 client library and every message package the nodes import.
-ROS_MODULES = ("rclpy", "std_msgs.msg", "geometry_msgs.msg", "nav_msgs.msg", "rosgraph_msgs.msg",
-               "rcl_interfaces.msg", "builtin_interfaces.msg", "visualization_msgs.msg")
-
-
-def ros_import_failures() -> list[str]:
-    """'module (error)' for each of ROS_MODULES that does not import here."""
-    failures = []
-    for name in ROS_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            failures.append(f"{name} ({err})")
-    return failures
-
-
-def ros_required() -> bool:
-    """`bash scripts/dev.sh test` installs ROS 2 and sets MARL_ROS_REQUIRE_ROS=1: there a ROS
-    install that does not import must fail the run, not skip the tests and leave CI green."""
-    return os.environ.get("MARL_ROS_REQUIRE_ROS", "") not in ("", "0")
-
+from ros_support import (
+    Probe,
+    Processes,
+    node_env,
+    require_ros_message,
+    ros_import_failures,
+    ros_required,
+)
+from ros_support import domain_id as _domain_id
 
 ROS_IMPORT_FAILURES = ros_import_failures()
 if ROS_IMPORT_FAILURES and not ros_required():
@@ -60,7 +47,7 @@ from marl_ros.runtime import SHIPPED_BUNDLE, BundleError, OnnxPolicy, load_swarm
 pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAIN_ID = 1 + os.getpid() % 101
+DOMAIN_ID = _domain_id(0)
 # Missions from three start configurations: one flight diverges from its simulator twin (ROS
 # timing differs by a controller tick or so and coverage flights are chaotic), the mean does not.
 MISSION_SEEDS = (1, 2, 3)  # seed 0 starts two drones on crossing paths: near-passes even in the simulator
@@ -75,10 +62,7 @@ def ros_installed() -> None:
     """With MARL_ROS_REQUIRE_ROS set, every test here errors (and the run fails) when ROS 2 does
     not import; the rest of the suite still runs and reports."""
     if ROS_IMPORT_FAILURES:
-        pytest.fail(f"MARL_ROS_REQUIRE_ROS is set but the ROS 2 Python packages do not import "
-                    f"({'; '.join(ROS_IMPORT_FAILURES)}); `bash scripts/dev.sh test` installs them "
-                    "(PyPI wheels when no ROS 2 distribution is sourced; delete "
-                    ".venv/.setup-stamp to force a reinstall).", pytrace=False)
+        pytest.fail(require_ros_message(ROS_IMPORT_FAILURES), pytrace=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,81 +97,19 @@ def random_bundle(tmp_path_factory) -> Path:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-class Processes:
-    """Node processes started by one test; all stopped (SIGINT, then SIGKILL) at teardown."""
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = log_dir
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, cmd: list[str], name: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "w")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
-        log.close()
-        proc.log_path = self.log_dir / f"{name}.log"
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, timeout: float = 10.0) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        end = time.monotonic() + timeout
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+    return node_env(DOMAIN_ID)
 
 
 @pytest.fixture
 def processes(tmp_path):
-    procs = Processes(tmp_path)
+    procs = Processes(tmp_path, DOMAIN_ID)
     yield procs
     procs.stop()
 
 
-class Probe:
-    """An in-process rclpy context with one helper node, to publish and listen like a robot."""
-
-    def __init__(self):
-        import rclpy
-        import rclpy.executors
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
-        self.node = rclpy.create_node("probe", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-
-    def spin_until(self, condition, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return condition()
-
-    def spin_for(self, seconds: float) -> None:
-        self.spin_until(lambda: False, seconds)
-
-    def close(self) -> None:
-        for node in list(self.executor.get_nodes()):
-            self.executor.remove_node(node)
-            node.destroy_node()
-        self.executor.shutdown()
-        self.context.try_shutdown()
-
-
 @pytest.fixture
 def probe():
-    p = Probe()
+    p = Probe(DOMAIN_ID)
     yield p
     p.close()
 
