@@ -19,7 +19,6 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/assets", glob("sim/assets/*.urdf")),
     ] + [  # shipped policy bundles, found by marl_ros.runtime.default_bundle when installed
         ("share/" + package_name + "/zoo/" + Path(bundle).name, glob(bundle + "/*"))

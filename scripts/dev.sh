@@ -26,10 +26,12 @@ setup_env() {
   # otherwise pip resolves the newest CUDA build (several GB).
   "$py" -m pip install -q --disable-pip-version-check "torch==2.13.0"
   if [ -z "${ROS_DISTRO:-}" ]; then
-    # No ROS 2 distribution sourced: the ROS 2 client libraries come as PyPI wheels.
+    # No ROS 2 distribution sourced: the ROS 2 client libraries come as PyPI wheels (package.xml's
+    # exec_depends; tf2_msgs, launch and launch_ros have none: no TF from sim_node, no `ros2 launch`).
     "$py" -m pip install -q --disable-pip-version-check \
-      ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-geometry-msgs ros-nav-msgs \
-      ros-sensor-msgs ros-visualization-msgs ros-lifecycle-msgs ros-ament-index-python
+      ros-rclpy ros-rmw-fastrtps-cpp ros-rcl-interfaces ros-builtin-interfaces \
+      ros-rosgraph-msgs ros-std-msgs ros-geometry-msgs ros-nav-msgs ros-visualization-msgs \
+      ros-ament-index-python
   fi
   "$py" -m pip install -q --disable-pip-version-check -e ".[train,test]"
   echo "$want" > "$stamp"
