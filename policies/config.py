@@ -3,9 +3,10 @@
 Resolution order (later wins):
   1. the dataclass defaults (`TrainerConfig`, the algorithm's config class);
   2. `policies/configs/<algo>.yaml`;
-  3. `policies/configs/<scenario>.yaml` (its `env`, `trainer`, `algo` sections, then the
-     section named after the algorithm, e.g. `mappo: {algo: {...}}`), when training on a
-     sim scenario;
+  3. when training on a sim scenario (a drone swarm): `policies/configs/swarm.yaml` (the
+     section named after the algorithm: shared actors without agent ids, so bundles fly any
+     drone count), then `policies/configs/<scenario>.yaml` (its `env`, `trainer`, `algo`
+     sections, then the section named after the algorithm, e.g. `mappo: {algo: {...}}`);
   4. the user's config (a dict or a YAML path) given to `policies.train`;
   5. `key=value` overrides (CLI). A key is `section.name` (`algo.lr_actor=3e-4`,
      `trainer.num_envs=64`, `env.num_drones=2`) or a bare name that belongs to exactly
@@ -124,6 +125,10 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
     algo_file = CONFIG_DIR / f"{algorithm}.yaml"
     if algo_file.exists():
         resolved = merge(resolved, {k: v for k, v in read_yaml(algo_file).items() if k in SECTIONS})
+    from sim import SCENARIOS
+
+    if scenario in SCENARIOS:
+        resolved = merge(resolved, read_yaml(CONFIG_DIR / "swarm.yaml").get(algorithm, {}) or {})
     if scenario is not None and (CONFIG_DIR / f"{scenario}.yaml").exists():
         data = read_yaml(CONFIG_DIR / f"{scenario}.yaml")
         resolved = merge(resolved, {k: v for k, v in data.items() if k in SECTIONS})
@@ -138,8 +143,6 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
                                     if k not in ("algorithm", "scenario")})
     if overrides:
         known = {"trainer": set(resolved["trainer"]), "algo": set(resolved["algo"])}
-        from sim import SCENARIOS
-
         if scenario in SCENARIOS:
             known["env"] = {f.name for f in dataclasses.fields(SCENARIOS[scenario])}
         resolved = merge(resolved, parse_overrides(overrides, known))
