@@ -219,3 +219,34 @@ def test_episodic_family_onnx_matches_torch_over_50_steps(tmp_path, agent_id):
             np.testing.assert_allclose(out["setpoint"][0], setpoint, atol=1e-5)
             chosen.add(torch_actions[agent])
     assert len(chosen) > 1  # the comparison covered more than one action
+
+
+@pytest.mark.parametrize("algo", ["mappo", "qmix"])
+def test_default_swarm_training_exports_one_model_that_flies_any_drone_count(tmp_path, algo):
+    """`marl-ros train --algo mappo` (or qmix) on a drone scenario: no agent id, one model."""
+    import policies
+    from marl_ros.runtime import load_swarm_config
+
+    quiet = {"progress": False, "tensorboard": False, "num_envs": 2, "rollout_steps": 8}
+    trained = {}
+    for agent_id in (None, True):  # the swarm default, then an explicit agent id
+        config = {"env": SMALL, "trainer": quiet}
+        if algo == "qmix":
+            config["algo"] = {"episode_limit": 8, "learning_starts": 2}
+            config["env"] = {**SMALL, "action_mode": "discrete", "max_steps": 8}
+        if agent_id:
+            config.setdefault("algo", {})["agent_id"] = True
+        policy = policies.train(algo, "coverage", 32, seed=0, config=config)
+        trained[agent_id] = export_bundle(policy, tmp_path / f"{algo}_{agent_id}")
+    meta = yaml.safe_load((trained[None] / "policy.yaml").read_text())
+    assert len(set(meta["models"].values())) == 1
+    for n in (1, 3, 7):  # trained with 3 drones; flies any number
+        cfg = load_swarm_config(trained[None], n)
+        loaded = OnnxPolicy.load(trained[None], config=cfg)
+        obs = np.zeros(loaded.obs_sizes[loaded.agents[0]], np.float32)
+        assert np.isfinite(loaded.act(obs, loaded.agents[0])).all()
+    with_id = yaml.safe_load((trained[True] / "policy.yaml").read_text())
+    assert len(set(with_id["models"].values())) == 3
+    load_swarm_config(trained[True], 3)
+    with pytest.raises(BundleError, match="flies exactly 3 drones, not 4"):
+        load_swarm_config(trained[True], 4)
