@@ -11,10 +11,15 @@ WORKDIR /work
 # torch first and pinned: anything depending on torch then finds it satisfied. For a CPU-only
 # image, point pip at a CPU wheel index for this line (the default build brings CUDA).
 RUN pip install "torch==2.13.0"
-RUN pip install ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-geometry-msgs ros-nav-msgs \
-    ros-sensor-msgs ros-visualization-msgs ros-lifecycle-msgs ros-ament-index-python
+# The ROS 2 packages of package.xml that PyPI has (the same list as scripts/dev.sh).
+RUN pip install ros-rclpy ros-rmw-fastrtps-cpp ros-rcl-interfaces ros-builtin-interfaces \
+    ros-rosgraph-msgs ros-std-msgs ros-geometry-msgs ros-nav-msgs ros-visualization-msgs \
+    ros-ament-index-python
 
 COPY . .
 RUN pip install ".[train]"
 
+# `docker stop`: SIGINT, which `marl-ros swarm`, every node and `ros2 launch` stop cleanly on
+# (`ros2 launch` dies of SIGTERM without stopping its nodes, ros2/launch#666).
+STOPSIGNAL SIGINT
 CMD ["marl-ros", "--help"]

@@ -207,10 +207,8 @@ def ros_loop_timing(num_drones: int, one_process: bool, bundle: str, rate: float
     and the agents' CPU time over wall time (in cores)."""
     import dataclasses
     import json
-    import signal
-    import subprocess
 
-    from marl_ros.graph import node_command, swarm_graph
+    from marl_ros.graph import NodeProcesses, swarm_graph
 
     stats_dir = work_dir / "stats"
     specs = [s for s in swarm_graph(num_drones=num_drones, policy=bundle, rate=rate,
@@ -218,18 +216,15 @@ def ros_loop_timing(num_drones: int, one_process: bool, bundle: str, rate: float
              if s.executable != "monitor_node"]
     specs = [dataclasses.replace(s, parameters={**s.parameters, "stats_dir": str(stats_dir)})
              if s.executable != "sim_node" else s for s in specs]
-    work_dir.mkdir(parents=True, exist_ok=True)
-    procs: list[tuple[str, subprocess.Popen]] = []
+    nodes = NodeProcesses(work_dir, stop_timeout_s=20.0)  # none outlives the benchmark
     sim_log = work_dir / "sim.log"
     try:
         for spec in specs:
-            name = spec.name + spec.namespace.replace("/", "_")
-            with open(work_dir / f"{name}.log", "w") as log:
-                procs.append((spec.executable, subprocess.Popen(
-                    node_command(spec), stdout=log, stderr=subprocess.STDOUT)))
+            nodes.start(spec)
+        procs = [(spec.executable, proc) for spec, proc in nodes.procs]
         deadline = time.monotonic() + start_timeout
         while "starting simulated time" not in sim_log.read_text():
-            if time.monotonic() > deadline or any(p.poll() is not None for _, p in procs):
+            if time.monotonic() > deadline or nodes.exited():
                 raise RuntimeError(f"the {num_drones}-drone graph did not start; see the logs "
                                    f"in {work_dir}")
             time.sleep(0.2)
@@ -246,16 +241,7 @@ def ros_loop_timing(num_drones: int, one_process: bool, bundle: str, rate: float
         wall = time.monotonic() - wall0
         window_end = time.time()
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        end = time.monotonic() + 20
-        for _, proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        nodes.stop()
 
     lateness, latency, skipped, period = [], [], 0, 1.0 / rate
     for i in range(num_drones):

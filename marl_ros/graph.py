@@ -71,20 +71,26 @@ def parse_launch_arguments(raw: dict[str, str]) -> dict[str, Any]:
         raise ValueError(f"unknown launch argument {sorted(unknown)[0]!r}; valid: "
                          f"{', '.join(LAUNCH_ARGUMENTS)}.")
     args = {k: raw.get(k, default) for k, (default, _) in LAUNCH_ARGUMENTS.items()}
-    try:
-        return {
-            "num_drones": int(args["num_drones"]), "policy": args["policy"] or None,
-            "scenario": args["scenario"], "sim": _bool(args["sim"]),
-            "rate": float(args["rate"]), "namespace_prefix": args["namespace_prefix"],
-            "use_sim_time": None if args["use_sim_time"] == "auto" else _bool(args["use_sim_time"]),
-            "one_process": _bool(args["one_process"]),
-            "real_time_factor": float(args["real_time_factor"]), "seed": int(args["seed"]),
-            "report_dir": args["report_dir"], "mission_steps": int(args["mission_steps"]),
-            "neighbour_drop": float(args["neighbour_drop"]),
-            "exit_on_complete": _bool(args["exit_on_complete"]),
-        }
-    except ValueError as err:
-        raise ValueError(f"bad launch argument: {err}") from None
+
+    def typed(name: str, kind):
+        try:
+            return kind(args[name])
+        except ValueError:
+            what = {int: "a whole number", float: "a number", _bool: "true or false"}[kind]
+            raise ValueError(f"launch argument {name} must be {what} (got "
+                             f"{args[name]!r}).") from None
+
+    return {
+        "num_drones": typed("num_drones", int), "policy": args["policy"] or None,
+        "scenario": args["scenario"], "sim": typed("sim", _bool),
+        "rate": typed("rate", float), "namespace_prefix": args["namespace_prefix"],
+        "use_sim_time": None if args["use_sim_time"] == "auto" else typed("use_sim_time", _bool),
+        "one_process": typed("one_process", _bool),
+        "real_time_factor": typed("real_time_factor", float), "seed": typed("seed", int),
+        "report_dir": args["report_dir"], "mission_steps": typed("mission_steps", int),
+        "neighbour_drop": typed("neighbour_drop", float),
+        "exit_on_complete": typed("exit_on_complete", _bool),
+    }
 
 
 def check_swarm_arguments(num_drones: int, rate: float, namespace_prefix: str,
@@ -216,9 +222,12 @@ def _log_name(spec: NodeSpec) -> str:
     return (spec.name or spec.executable) + spec.namespace.replace("/", "_")
 
 
-def _die_with_parent() -> None:
-    """In the child between fork and exec: get SIGTERM (a clean node shutdown) when the
-    process that started it dies, however it dies (even SIGKILL)."""
+def die_with_parent() -> None:
+    """Ask the kernel for SIGTERM (a clean node shutdown, marl_ros/nodes/process.py) when the
+    process that started this one dies, however it dies: `marl-ros swarm` killed, `ros2
+    launch` killed by SIGTERM (launch handles only SIGINT itself, ros2/launch#666) or
+    SIGKILL. Set in the child before exec (covering the node's imports) and again by the
+    node itself (covering `ros2 launch` and `ros2 run`). Linux only; elsewhere a no-op."""
     import ctypes
 
     PR_SET_PDEATHSIG = 1
@@ -264,7 +273,7 @@ class NodeProcesses:
             proc = subprocess.Popen(node_command(spec), stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env,
                                     process_group=0 if self.pgid is None else self.pgid,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=die_with_parent)
         finally:
             if log is not None:
                 out.close()

@@ -43,3 +43,20 @@ def test_setup_installs_every_node_executable_and_the_launch_file():
         if "\ndef main(" in source:
             assert f"{module.stem} = marl_ros.nodes.{module.stem}:main" in setup, module.stem
     assert '("share/" + package_name + "/launch", glob("launch/*.launch.py"))' in setup
+
+
+def _ros_wheels(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\bros-[a-z0-9-]+", text))
+
+
+def test_dev_sh_and_the_dockerfile_install_the_same_ros_wheels_package_xml_asks_for():
+    dev = _ros_wheels((ROOT / "scripts" / "dev.sh").read_text())
+    docker = _ros_wheels((ROOT / "Dockerfile").read_text())
+    assert dev == docker
+    manifest = ET.parse(ROOT / "package.xml").getroot()
+    on_pypi = {e.text for e in manifest.iter("exec_depend")} - {
+        "tf2_msgs", "launch", "launch_ros"}  # not on PyPI (no TF from sim_node, no ros2 launch)
+    wanted = {"ros-" + name.replace("_", "-") for name in on_pypi if not name.startswith("python3")}
+    assert dev - {"ros-rmw-fastrtps-cpp"} == wanted

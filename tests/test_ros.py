@@ -208,8 +208,12 @@ def test_parse_launch_arguments_types_and_errors():
     assert set(args) == set(LAUNCH_ARGUMENTS)  # every launch argument reaches swarm_graph
     with pytest.raises(ValueError, match="unknown launch argument 'drones'"):
         parse_launch_arguments({"drones": "4"})
-    with pytest.raises(ValueError, match="bad launch argument.*true or false"):
+    with pytest.raises(ValueError, match="launch argument one_process must be true or false "
+                                         r"\(got 'maybe'\)"):
         parse_launch_arguments({"one_process": "maybe"})
+    with pytest.raises(ValueError, match="launch argument num_drones must be a whole number "
+                                         r"\(got 'abc'\)"):
+        parse_launch_arguments({"num_drones": "abc"})
 
 
 def test_launch_file_yields_a_launch_description():

@@ -26,6 +26,7 @@ import rclpy.executors
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from marl_ros.graph import die_with_parent
 from marl_ros.runtime import BundleError
 
 START_REFUSED = 2
@@ -79,6 +80,7 @@ def run_node_process(logger_name: str, build: Callable[[], list[Node]],
     refused configuration -> one FATAL sentence, exit code 2), spin until stopped, call
     `on_exit(nodes)` (e.g. write a report), shut rclpy down. Returns the exit code."""
     stop = install_stop_handlers()
+    die_with_parent()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         try:
