@@ -172,7 +172,43 @@ def training_granularity(resolved: dict) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Deterministic evaluation of a run: JSON report, learning curve, coverage PNG, GIF."""
+    """Deterministic evaluation of a run: JSON report, learning curve, coverage PNG, GIF; with
+    --robustness, a bundle's sim-to-real readiness report (marl_ros.robustness, torch-free)."""
+    target = Path(args.run)
+    if args.robustness:
+        from marl_ros import robustness
+
+        if args.gif:
+            raise ValueError("--gif belongs to the evaluation of a training run; drop it with "
+                             "--robustness.")
+        plan = robustness.plan_report(target, sweeps=args.sweeps, episodes=args.episodes,
+                                      seed=args.seed, backend=args.backend,
+                                      mission_steps=args.mission_steps)
+        out = Path(args.out or Path("runs/robustness") / target.resolve().name)
+        print(f"flying {target} ({args.backend}, {args.episodes} episodes of "
+              f"{plan.baseline.max_steps} steps per value): "
+              + ", ".join(f"{s.name} {'/'.join(f'{v:g}' for v, _, _ in rows)}"
+                          for s, rows in plan.sweeps))
+        report = robustness.run_report(plan, out, command=" ".join(["marl-ros eval",
+                                                                    *sys.argv[2:]]))
+        robustness.print_table(report)
+        for sweep in report["sweeps"]:
+            if sweep["cliff"] is not None:
+                before = ("none" if sweep["last_passing"] is None
+                          else f"{sweep['last_passing']:g}")
+                print(f"{sweep['name']}: fails the readiness bar at {sweep['cliff']:g} "
+                      f"({sweep['unit']}; last passing value: {before})")
+        print(f"wrote {', '.join(report['files'].values())} in {report['wall_s']:.0f} s")
+        return 0
+    extra = [flag for flag, used in (("--sweeps", args.sweeps), ("--out", args.out),
+                                     ("--mission-steps", args.mission_steps)) if used]
+    if extra:
+        raise ValueError(f"{extra[0]} belongs to the readiness report; add --robustness (with a "
+                         "policy bundle) or drop it.")
+    if (target / "policy.yaml").is_file():
+        raise ValueError(f"{target} is a policy bundle, not a training run; add --robustness for "
+                         "its sim-to-real readiness report, or pass a run folder written by "
+                         "marl-ros train.")
     import torch
 
     from policies.evaluation import evaluate_run
@@ -191,20 +227,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_swarm(args: argparse.Namespace) -> int:
     """Start the swarm graph (the launch file's node list) as processes and fly one mission."""
-    from marl_ros.graph import run_graph, swarm_graph
+    from marl_ros.graph import GraphStopped, agent_process_capacity, run_graph, swarm_graph
+    from marl_ros.runtime import BundleError
 
+    if not (args.timeout > 0):
+        raise ValueError(f"--timeout must be a positive number of wall seconds (got "
+                         f"{args.timeout!r}).")
+    capacity, machine = agent_process_capacity()
+    one_process = args.one_process or args.num_drones > capacity
     out = Path(args.report_dir)
-    specs = swarm_graph(num_drones=args.num_drones, policy=args.policy, scenario=args.scenario,
-                        sim=args.sim, rate=args.rate, namespace_prefix=args.namespace_prefix,
-                        use_sim_time=args.use_sim_time, one_process=args.one_process,
-                        real_time_factor=args.real_time_factor, seed=args.seed,
-                        report_dir=str(out), mission_steps=args.mission_steps,
-                        neighbour_drop=args.neighbour_drop, exit_on_complete=True)
+    try:
+        specs = swarm_graph(num_drones=args.num_drones, policy=args.policy,
+                            scenario=args.scenario, sim=args.sim, rate=args.rate,
+                            namespace_prefix=args.namespace_prefix,
+                            use_sim_time=args.use_sim_time, one_process=one_process,
+                            real_time_factor=args.real_time_factor, seed=args.seed,
+                            report_dir=str(out), mission_steps=args.mission_steps,
+                            neighbour_drop=args.neighbour_drop, exit_on_complete=True)
+    except ValueError as err:  # the graph's own sentences name launch arguments; say flags
+        raise ValueError(_as_flags(str(err))) from None
+    check_mission_fits_timeout(specs, args)
+    if one_process and not args.one_process:
+        print(f"marl-ros swarm: {args.num_drones} drones are more agent processes than this "
+              f"machine holds ({capacity}: {machine}); flying them in one swarm_agents process "
+              "(as --one-process does).")
     report_path = out / "report.json"
     report_path.unlink(missing_ok=True)
     print(f"starting {len(specs)} node processes: "
           + ", ".join(sorted({s.executable for s in specs})) + f" (logs in {out / 'logs'})")
-    code = run_graph(specs, timeout_s=args.timeout, log_dir=out / "logs")
+    try:
+        code = run_graph(specs, timeout_s=args.timeout, log_dir=out / "logs")
+    except GraphStopped as stopped:
+        print(f"marl-ros swarm: {stopped}", file=sys.stderr)
+        return stopped.exit_code
+    except BundleError as err:
+        raise ValueError(str(err)) from None
+    if code == 124:
+        print(f"marl-ros swarm: the mission did not end within --timeout {args.timeout:g} s; "
+              f"every node was stopped (logs in {out / 'logs'}).", file=sys.stderr)
     if not report_path.is_file():
         print(f"marl-ros swarm: no report was written (monitor exit code {code}); see the logs "
               f"in {out / 'logs'}", file=sys.stderr)
@@ -217,6 +277,37 @@ def cmd_swarm(args: argparse.Namespace) -> int:
           f"violations {report['geofence_violations']}")
     print(f"wrote {report_path} and {report.get('png', '(no PNG)')}")
     return 0 if code == 0 else 1
+
+
+def _as_flags(sentence: str) -> str:
+    """`num_drones must ...`, `pass scenario:=spread` -> `--num-drones must ...`, `pass
+    --scenario spread`: the graph's sentences in the command line's words."""
+    import re
+
+    from marl_ros.graph import LAUNCH_ARGUMENTS
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    names = "|".join(sorted(LAUNCH_ARGUMENTS, key=len, reverse=True))
+    sentence = re.sub(rf"\b({names}):=", lambda m: flag(m.group(1)) + " ", sentence)
+    return re.sub(rf"^({names})(=| )", lambda m: flag(m.group(1)) + " ", sentence)
+
+
+def check_mission_fits_timeout(specs: list, args: argparse.Namespace) -> None:
+    """Refuse a --timeout shorter than the mission itself would take in wall time."""
+    from marl_ros.runtime import load_swarm_config
+
+    monitor = next(s for s in specs if s.executable == "monitor_node")
+    cfg = load_swarm_config(monitor.parameters["bundle"], args.num_drones)
+    steps = args.mission_steps or cfg.max_steps
+    speed = args.real_time_factor if args.sim else 1.0
+    wall = steps / cfg.policy_hz / speed
+    if wall >= args.timeout:
+        raise ValueError(f"the mission takes {wall:.1f} wall seconds ({steps} policy ticks at "
+                         f"{cfg.policy_hz:g} Hz, {speed:g}x real time) but --timeout is "
+                         f"{args.timeout:g} s; raise --timeout (or --real-time-factor, or lower "
+                         "--mission-steps).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,16 +385,39 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("eval", help="evaluate a trained run deterministically",
-                              description="Run K deterministic episodes of a run's policy (and "
-                                          "the random walk, same seeds); write eval_<backend>.json, "
-                                          "learning_curve.png, coverage_<backend>.png and "
-                                          "optionally a GIF into the run folder.")
-    evaluate.add_argument("run", help="run folder written by marl-ros train")
+    evaluate = sub.add_parser(
+        "eval", help="evaluate a trained run deterministically, or a bundle's sim-to-real "
+                     "readiness (--robustness)",
+        description="Run K deterministic episodes of a run's policy (and the random walk, same "
+                    "seeds); write eval_<backend>.json, learning_curve.png, "
+                    "coverage_<backend>.png and optionally a GIF into the run folder. With "
+                    "--robustness and a policy bundle: fly the bundle with the ONNX runtime "
+                    "through sweeps of deployment faults (noise: sensor noise std in m and m/s; "
+                    "delay: command delay in ms, 1 control tick or whole policy ticks; "
+                    "randomize: +/- fraction of mass and motor constants; odom_rate: odometry "
+                    "rate in Hz, held in between; latency: odometry age in ms; loss: probability "
+                    "of losing each neighbour's state per tick), K episodes per value, and write "
+                    "robustness.json/.csv/.md/.png (coverage and safety counts per value) to "
+                    "--out.")
+    evaluate.add_argument("run", help="run folder written by marl-ros train, or with "
+                                      "--robustness a policy bundle folder (policy.yaml)")
     evaluate.add_argument("--backend", choices=["fast", "pybullet"], default="pybullet")
-    evaluate.add_argument("--episodes", type=int, default=10)
-    evaluate.add_argument("--seed", type=int, default=12345)
+    evaluate.add_argument("--episodes", type=int, default=10,
+                          help="episodes (per swept value with --robustness; default 10)")
+    evaluate.add_argument("--seed", type=int, default=12345,
+                          help="seed of the first episode (--robustness: episode i uses seed + i)")
     evaluate.add_argument("--gif", action="store_true", help="also write an episode GIF")
+    evaluate.add_argument("--robustness", action="store_true",
+                          help="sim-to-real readiness report of a policy bundle")
+    evaluate.add_argument("--sweeps", nargs="+", default=None, metavar="NAME[=V1,V2,...]",
+                          help="--robustness: sweeps to run, each with its default values or "
+                               "the given ones (noise, delay, randomize, odom_rate, latency, "
+                               "loss; default all)")
+    evaluate.add_argument("--mission-steps", type=int, default=0,
+                          help="--robustness: episode length in policy ticks (0 = the bundle "
+                               "scenario's)")
+    evaluate.add_argument("--out", default=None,
+                          help="--robustness: report folder (default runs/robustness/<bundle>)")
     evaluate.set_defaults(func=cmd_eval)
 
     export = sub.add_parser("export", help="export a trained run as a policy bundle",
@@ -339,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     swarm.add_argument("--use-sim-time", type=lambda v: v.lower() == "true", default=None,
                        help="true/false (default: true with the simulator)")
     swarm.add_argument("--one-process", action="store_true",
-                       help="all agent nodes in one process on one executor")
+                       help="all agent nodes in one process on one executor (chosen by itself "
+                            "beyond the agent processes the machine holds: 8 per CPU)")
     swarm.add_argument("--real-time-factor", type=float, default=1.0)
     swarm.add_argument("--seed", type=int, default=0, help="start positions")
     swarm.add_argument("--mission-steps", type=int, default=0,
@@ -347,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     swarm.add_argument("--neighbour-drop", type=float, default=0.0,
                        help="fault injection: probability of losing a neighbour's state")
     swarm.add_argument("--report-dir", default="runs/swarm")
-    swarm.add_argument("--timeout", type=float, default=300.0, help="wall seconds at most")
+    swarm.add_argument("--timeout", type=float, default=300.0,
+                       help="wall seconds at most; then every node is stopped")
     swarm.set_defaults(func=cmd_swarm)
     return parser
 

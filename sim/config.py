@@ -77,6 +77,12 @@ class SwarmConfig:
     sensor_noise: float = 0.0
     actuation_delay: int = 0
     randomize: float = 0.0
+    # Deployment faults in what the drones perceive and command (policy ticks); the env keeps
+    # scoring the true state. See sim.vec_env.
+    odom_latency: int = 0
+    odom_period: int = 1
+    neighbour_drop: float = 0.0
+    command_delay: int = 0
     gui: bool = False
 
     scenario = "base"
@@ -85,6 +91,7 @@ class SwarmConfig:
         "action_mode", "max_steps", "collision_penalty", "geofence_penalty", "drag",
         "ground_effect", "sensor_noise", "actuation_delay", "randomize", "gui",
         "collision_distance", "start_altitude", "yaw_rate",
+        "odom_latency", "odom_period", "neighbour_drop", "command_delay",
     )
 
     def __post_init__(self) -> None:
@@ -138,6 +145,15 @@ class SwarmConfig:
         # The controller's gains are stable with at most one control tick of motor delay.
         _require(isinstance(self.actuation_delay, int) and 0 <= self.actuation_delay <= 1,
                  f"actuation_delay must be 0 or 1 control ticks (got {self.actuation_delay!r}).")
+        for name in ("odom_latency", "command_delay"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and 0 <= value,
+                     f"{name} must be an integer number of policy ticks >= 0 (got {value!r}).")
+        _require(isinstance(self.odom_period, int) and 1 <= self.odom_period,
+                 f"odom_period must be an integer number of policy ticks >= 1 (got "
+                 f"{self.odom_period!r}).")
+        _require(isinstance(self.neighbour_drop, int | float) and 0.0 <= self.neighbour_drop <= 1.0,
+                 f"neighbour_drop must be a probability in [0, 1] (got {self.neighbour_drop!r}).")
 
     def _validate_capacity(self) -> None:
         capacity = self.start_capacity()

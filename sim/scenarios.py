@@ -69,9 +69,11 @@ class Scenario:
         """After a physics step: task reward (E,), terminated (E,), task metrics."""
         raise NotImplementedError
 
-    def observe_tick(self, pos: np.ndarray, vel: np.ndarray, env_ids=slice(None)) -> np.ndarray:
+    def observe_tick(self, pos: np.ndarray, vel: np.ndarray, env_ids=slice(None),
+                     received: np.ndarray | None = None) -> np.ndarray:
         """Every drone's policy tick: update what it believes from what it hears, then its
-        observation, (E, N, D). Call once per step (and once after a reset)."""
+        observation, (E, N, D). Call once per step (and once after a reset). received:
+        (E, N, N) which other drones' states each drone received this tick (None: all)."""
         raise NotImplementedError
 
     def state(self, pos: np.ndarray, vel: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -82,6 +84,11 @@ class Scenario:
         raise NotImplementedError
 
     # shared pieces -------------------------------------------------------------------------
+    def _received(self, env_ids, received: np.ndarray | None) -> np.ndarray:
+        """Which other drones' states each drone has this tick: (E, N, N) bool."""
+        valid = self.other_valid[env_ids]
+        return valid if received is None else valid & received
+
     def _others(self, pos: np.ndarray, vel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every drone's view of all drones: (E, N, N, 3) each (masked by other_valid)."""
         n = self.cfg.num_drones
@@ -125,14 +132,14 @@ class CoverageScenario(Scenario):
         terminated = count >= self.cells
         return reward, terminated, {"coverage": count / self.cells}
 
-    def observe_tick(self, pos, vel, env_ids=slice(None)):
+    def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
         others_p, others_v = self._others(pos, vel)
+        valid = self._received(env_ids, received)
         if isinstance(env_ids, slice):
-            return O.observe_tick(self.cfg, pos, vel, others_p, others_v, self.other_valid[env_ids],
+            return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
                                   belief=self.belief[env_ids])
         belief = self.belief[env_ids]  # a copy (fancy index): write it back after the update
-        obs = O.observe_tick(self.cfg, pos, vel, others_p, others_v, self.other_valid[env_ids],
-                             belief=belief)
+        obs = O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid, belief=belief)
         self.belief[env_ids] = belief
         return obs
 
@@ -170,10 +177,10 @@ class SpreadScenario(Scenario):
         terminated = np.zeros(self.num_envs, dtype=bool)
         return reward, terminated, {"mean_landmark_distance": dist.mean(axis=1)}
 
-    def observe_tick(self, pos, vel, env_ids=slice(None)):
+    def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
         others_p, others_v = self._others(pos, vel)
         return O.observe_tick(self.cfg, pos, vel, others_p, others_v,
-                                   self.other_valid[env_ids],
+                                   self._received(env_ids, received),
                                    landmarks=self.landmarks[env_ids][:, None])
 
     @property

@@ -14,6 +14,18 @@ call: the returned obs is the first of the new episode, the last one is in
 `infos["final_obs"]` (and `infos["final_state"]`) for the rows where
 `infos["done"]` is True, along with `episode_return`, `episode_length` and the
 final task metrics.
+
+Perception: the scenario scores the true state (coverage, near-collisions, geofence), while
+the drones observe what a robot would receive. By default that is the true state; the
+configuration can model deployment faults in it, as the agent node meets them: `sensor_noise`
+(Gaussian std in m and m/s on every measured position and velocity), `odom_latency` (the
+measured states are that many policy ticks old), `odom_period` (odometry, own and swarm
+state, is refreshed every that many policy ticks and held in between), `neighbour_drop`
+(each neighbour's state is lost with this probability per drone and tick, as the agent
+node's `neighbour_drop` does) and `command_delay` (a drone flies the command computed that
+many policy ticks earlier; hover before the first). The observation is still built by
+`sim.obs.observe_tick`, on the perceived states, so the belief maps follow what the drones
+perceive.
 """
 
 from __future__ import annotations
@@ -28,6 +40,11 @@ from sim.dynamics import make_dynamics
 from sim.scenarios import make_scenario, safety_counts, start_positions
 
 DISCRETE_DIRECTIONS = np.array([d for _, d in DISCRETE_ACTIONS])  # (A, 3) unit (vx, vy, vz)
+
+
+def _perception_rng(seed: int | None) -> np.random.Generator:
+    """The perception faults' own stream, so that they leave start positions unchanged."""
+    return np.random.default_rng(None if seed is None else [int(seed), 1])
 
 
 class VecEnv:
@@ -46,13 +63,11 @@ class VecEnv:
         self.limits = VelocityLimits(vxy=cfg.vxy, vz=cfg.vz, yaw_rate=cfg.yaw_rate)
         self._scale = np.array([cfg.vxy, cfg.vxy, cfg.vz, cfg.yaw_rate])
         options = {}
-        if backend == "pybullet":
+        if backend == "pybullet":  # sensor noise is perception (below), not the dynamics' state
             options = dict(gui=cfg.gui, drag=cfg.drag, ground_effect=cfg.ground_effect,
-                           sensor_noise=cfg.sensor_noise, actuation_delay=cfg.actuation_delay,
-                           randomize=cfg.randomize)
-        elif cfg.sensor_noise:
-            options = dict(sensor_noise=cfg.sensor_noise)
+                           actuation_delay=cfg.actuation_delay, randomize=cfg.randomize)
         self.rng = np.random.default_rng(seed)
+        self._perception_rng = _perception_rng(seed)
         self.dynamics = make_dynamics(backend, num_envs, cfg.num_drones, policy_hz=cfg.policy_hz,
                                       limits=self.limits, seed=seed, **options)
         self.scenario = make_scenario(cfg, num_envs)
@@ -71,6 +86,12 @@ class VecEnv:
         self.episode_geofence = np.zeros(num_envs, dtype=np.int64)
         self._pos = np.zeros((num_envs, self.num_agents, 3))
         self._vel = np.zeros((num_envs, self.num_agents, 3))
+        # Perception (off by default: the drones observe the true state, at no cost).
+        self._perceives = bool(cfg.sensor_noise or cfg.odom_latency or cfg.odom_period > 1
+                               or cfg.neighbour_drop)
+        self._measured = np.zeros((cfg.odom_latency + 1, num_envs, self.num_agents, 6))  # newest first
+        self._perceived = np.zeros((num_envs, self.num_agents, 6))  # position, velocity held
+        self._commands = np.zeros((cfg.command_delay, num_envs, self.num_agents, 4))  # oldest first
         self._needs_reset = True
 
     # -- actions ------------------------------------------------------------------------------
@@ -109,9 +130,10 @@ class VecEnv:
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
+            self._perception_rng = _perception_rng(seed)
         self._reset_envs(np.arange(self.num_envs))
         self._needs_reset = False
-        return self.scenario.observe_tick(self._pos, self._vel), self._metrics()
+        return self._observe(), self._metrics()
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
         pos = start_positions(self.cfg, self.rng, len(env_ids))
@@ -125,12 +147,50 @@ class VecEnv:
         self.episode_return[env_ids] = 0.0
         self.episode_collisions[env_ids] = 0
         self.episode_geofence[env_ids] = 0
+        self._commands[:, env_ids] = 0.0  # hover until the first command arrives
+        if self._perceives:
+            self._measure(env_ids)
+
+    def _measure(self, env_ids: np.ndarray | None = None) -> None:
+        """Refresh what the drones perceive from the true state: every env after a step, or
+        `env_ids` at their reset (the drones rested at their start state before it)."""
+        truth = np.concatenate([self._pos, self._vel], axis=-1)
+        if env_ids is None:
+            self._measured = np.roll(self._measured, 1, axis=0)
+            self._measured[0] = truth
+            refresh = self.t % self.cfg.odom_period == 0
+        else:
+            self._measured[:, env_ids] = truth[env_ids]
+            refresh = np.zeros(self.num_envs, dtype=bool)
+            refresh[env_ids] = True
+        sample = self._measured[-1]  # odom_latency ticks old
+        if self.cfg.sensor_noise > 0.0:
+            sample = sample + self._perception_rng.normal(0.0, self.cfg.sensor_noise, sample.shape)
+        self._perceived[refresh] = sample[refresh]
+
+    def _observe(self, env_ids: np.ndarray | None = None) -> np.ndarray:
+        """Every drone's policy tick (all envs, or `env_ids`) on what it perceives."""
+        ids = slice(None) if env_ids is None else env_ids
+        if not self._perceives:
+            return self.scenario.observe_tick(self._pos[ids], self._vel[ids], ids)
+        seen = self._perceived[ids]
+        received = None
+        if self.cfg.neighbour_drop > 0.0:
+            n = self.num_agents
+            shape = (self.num_envs if env_ids is None else len(env_ids), n, n)
+            received = self._perception_rng.random(shape) >= self.cfg.neighbour_drop
+        return self.scenario.observe_tick(seen[..., :3], seen[..., 3:], ids, received=received)
 
     def step(self, actions: np.ndarray):
         if self._needs_reset:
             raise RuntimeError("call reset() before step(); with autoreset=False, reset after an "
                                "episode ends.")
         setpoints = self.action_to_setpoint(actions)
+        if self.cfg.command_delay:  # fly the oldest queued command, queue the new one
+            flown = self._commands[0].copy()
+            self._commands = np.roll(self._commands, -1, axis=0)
+            self._commands[-1] = setpoints
+            setpoints = flown
         self.dynamics.step(setpoints)
         state = self.dynamics.state()
         self._pos[:] = state[..., 0:3]
@@ -152,7 +212,9 @@ class VecEnv:
         infos["collisions"] = collisions
         infos["geofence_violations"] = outside
         infos["done"] = done
-        obs = self.scenario.observe_tick(self._pos, self._vel)
+        if self._perceives:
+            self._measure()
+        obs = self._observe()
         if done.any():
             infos["final_obs"] = obs.copy()
             infos["final_state"] = self.state()
@@ -163,7 +225,7 @@ class VecEnv:
             if self.autoreset:
                 ids = np.flatnonzero(done)
                 self._reset_envs(ids)
-                obs[ids] = self.scenario.observe_tick(self._pos[ids], self._vel[ids], ids)
+                obs[ids] = self._observe(ids)
             else:
                 self._needs_reset = True
         n = self.num_agents
