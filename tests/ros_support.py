@@ -12,7 +12,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The ROS 2 client library and every message package the nodes import.
@@ -42,6 +46,34 @@ def require_ros_message(failures: list[str]) -> str:
             f"({'; '.join(failures)}); `bash scripts/dev.sh test` installs them (PyPI wheels "
             "when no ROS 2 distribution is sourced; delete .venv/.setup-stamp to force a "
             "reinstall).")
+
+
+def skip_module_without_ros() -> list[str]:
+    """At a test module's top: skip the module when ROS 2 does not import, unless it is
+    required (then the failures are returned, for `ros_domain` to fail every test with)."""
+    failures = ros_import_failures()
+    if failures and not ros_required():
+        pytest.skip(f"ROS 2 is not installed here: {'; '.join(failures)}",
+                    allow_module_level=True)
+    return failures
+
+
+@contextmanager
+def ros_domain(domain: int, failures: list[str]) -> Iterator[int]:
+    """A test-only ROS_DOMAIN_ID for this process and every node it starts; with
+    MARL_ROS_REQUIRE_ROS set and ROS 2 not importing, a test failure naming the packages
+    (the rest of the suite still runs and reports)."""
+    if failures:
+        pytest.fail(require_ros_message(failures), pytrace=False)
+    old = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    try:
+        yield domain
+    finally:
+        if old is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = old
 
 
 def domain_id(offset: int) -> int:

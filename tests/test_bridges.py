@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import os
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from ros_support import (
     Processes,
     domain_id,
     node_env,
-    require_ros_message,
+    ros_domain,
     ros_import_failures,
     ros_required,
 )
@@ -70,17 +69,10 @@ def ros():
     """The DDS tests' ROS_DOMAIN_ID; skips them without ROS 2, fails them when
     MARL_ROS_REQUIRE_ROS is set (a CI run that installs ROS 2 must not go green by skipping)."""
     failures = ros_import_failures()
-    if failures:
-        if ros_required():
-            pytest.fail(require_ros_message(failures), pytrace=False)
+    if failures and not ros_required():
         pytest.skip(f"ROS 2 is not installed here: {'; '.join(failures)}")
-    old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
-    yield DOMAIN_ID
-    if old is None:
-        os.environ.pop("ROS_DOMAIN_ID", None)
-    else:
-        os.environ["ROS_DOMAIN_ID"] = old
+    with ros_domain(DOMAIN_ID, failures) as domain:
+        yield domain
 
 
 def _env() -> dict[str, str]:

@@ -22,20 +22,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from ros_support import (
-    ROOT,
-    Probe,
-    domain_id,
-    node_env,
-    require_ros_message,
-    ros_import_failures,
-    ros_required,
-)
+from ros_support import ROOT, Probe, domain_id, node_env, ros_domain, skip_module_without_ros
 
-ROS_IMPORT_FAILURES = ros_import_failures()
-if ROS_IMPORT_FAILURES and not ros_required():
-    pytest.skip(f"ROS 2 is not installed here: {'; '.join(ROS_IMPORT_FAILURES)}",
-                allow_module_level=True)
+ROS_IMPORT_FAILURES = skip_module_without_ros()
 
 from marl_ros.graph import GraphStopped, node_command, run_graph, swarm_graph  # noqa: E402
 from marl_ros.runtime import SHIPPED_BUNDLE, BundleError  # noqa: E402
@@ -46,16 +35,9 @@ MARKER = "MARL_ROS_TEST_RUN"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ros_domain():
-    if ROS_IMPORT_FAILURES:
-        pytest.fail(require_ros_message(ROS_IMPORT_FAILURES), pytrace=False)
-    old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
-    yield
-    if old is None:
-        os.environ.pop("ROS_DOMAIN_ID", None)
-    else:
-        os.environ["ROS_DOMAIN_ID"] = old
+def ros_domain_id():
+    with ros_domain(DOMAIN_ID, ROS_IMPORT_FAILURES) as domain:
+        yield domain
 
 
 @pytest.fixture

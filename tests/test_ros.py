@@ -21,20 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_support import (
-    Probe,
-    Processes,
-    node_env,
-    require_ros_message,
-    ros_import_failures,
-    ros_required,
-)
+from ros_support import Probe, Processes, node_env, ros_domain, skip_module_without_ros
 from ros_support import domain_id as _domain_id
 
-ROS_IMPORT_FAILURES = ros_import_failures()
-if ROS_IMPORT_FAILURES and not ros_required():
-    pytest.skip(f"ROS 2 is not installed here: {'; '.join(ROS_IMPORT_FAILURES)}",
-                allow_module_level=True)
+ROS_IMPORT_FAILURES = skip_module_without_ros()
 
 from marl_ros.graph import (  # noqa: E402
     LAUNCH_ARGUMENTS,
@@ -58,23 +48,9 @@ MISSION_STEPS = 100  # policy ticks: the coverage scenario's episode length (12.
 # Fixtures and helpers
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module", autouse=True)
-def ros_installed() -> None:
-    """With MARL_ROS_REQUIRE_ROS set, every test here errors (and the run fails) when ROS 2 does
-    not import; the rest of the suite still runs and reports."""
-    if ROS_IMPORT_FAILURES:
-        pytest.fail(require_ros_message(ROS_IMPORT_FAILURES), pytrace=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_domain(ros_installed):
-    """A test-only ROS_DOMAIN_ID for this process and every node it starts."""
-    old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
-    yield DOMAIN_ID
-    if old is None:
-        os.environ.pop("ROS_DOMAIN_ID", None)
-    else:
-        os.environ["ROS_DOMAIN_ID"] = old
+def ros_domain_id():
+    with ros_domain(DOMAIN_ID, ROS_IMPORT_FAILURES) as domain:
+        yield domain
 
 
 @pytest.fixture(scope="module")
