@@ -36,6 +36,9 @@ from policies.policy import TrainedPolicy, load
 ON_POLICY_ALGORITHM_NAMES = ("mappo", "happo", "hatrpo", "haa2c")
 VALUE_ALGORITHM_NAMES = ("iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma")  # discrete
 ALGORITHM_NAMES = ON_POLICY_ALGORITHM_NAMES + VALUE_ALGORITHM_NAMES
+# A family is a folder `policies/<family>/`: its algorithms, its registry
+# (`policies.onpolicy.ALGORITHMS`, `policies.value.VALUE_ALGORITHMS`) and its hooks for the
+# one training loop (`policies/<family>/trainer.py`, picked by `family_trainer`).
 
 
 def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed: int = 0,
@@ -49,8 +52,6 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     run in out_dir from its last checkpoint, with the config saved there.
     """
     from policies.config import read_yaml, resolve_config
-    from policies.trainer import Trainer
-    from policies.value.trainer import EpisodicTrainer
 
     check_total_steps(total_steps)
     if resume:
@@ -68,8 +69,21 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     else:
         scenario = env_fn if isinstance(env_fn, str) else None
         resolved = resolve_config(algo, scenario, config, overrides, seed=seed)
-    trainer_cls = EpisodicTrainer if resolved["algorithm"] in VALUE_ALGORITHM_NAMES else Trainer
+    trainer_cls = family_trainer(resolved["algorithm"])
     return trainer_cls(resolved, env_fn, out_dir, resume=resume).train(total_steps)
+
+
+def family_trainer(algo: str) -> type:
+    """The trainer of `algo`'s family: the shared loop of `policies.trainer` with its hooks."""
+    if algo in VALUE_ALGORITHM_NAMES:
+        from policies.value.trainer import EpisodicTrainer
+
+        return EpisodicTrainer
+    if algo in ON_POLICY_ALGORITHM_NAMES:
+        from policies.onpolicy.trainer import OnPolicyTrainer
+
+        return OnPolicyTrainer
+    raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHM_NAMES)}.")
 
 
 def check_total_steps(total_steps: Any) -> None:
@@ -80,4 +94,4 @@ def check_total_steps(total_steps: Any) -> None:
 
 
 __all__ = ["ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES", "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
-           "load", "train"]
+           "family_trainer", "load", "train"]

@@ -22,7 +22,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -50,6 +50,40 @@ class TrainerConfig:
                 raise ValueError(f"trainer.{name} must be >= 1 (got {getattr(self, name)}).")
         if self.backend not in ("fast", "pybullet"):
             raise ValueError(f"trainer.backend must be fast or pybullet (got {self.backend!r}).")
+
+
+class AlgorithmConfig:
+    """Base of every algorithm's hyperparameter dataclass: validated construction from a dict."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Self:
+        """Validated construction: unknown keys and wrong types are one clear sentence."""
+        data = dict(data or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} key {unknown[0]!r}; valid keys: "
+                             f"{', '.join(sorted(fields))}.")
+        defaults = cls()
+        for name, value in data.items():
+            expected = type(getattr(defaults, name))
+            if expected is float and isinstance(value, int | str) and not isinstance(value, bool):
+                try:  # YAML reads 1e-3 as a string; 3 as an int
+                    data[name] = float(value)
+                except ValueError:
+                    raise ValueError(f"{cls.__name__}.{name} must be a number (got {value!r}).") from None
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(f"{cls.__name__}.{name} must be a {expected.__name__} "
+                                 f"(got {value!r}).")
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Cross-field checks (one clear sentence each); the subclass adds its own."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def trainer_config(data: dict[str, Any]) -> TrainerConfig:
@@ -112,7 +146,7 @@ def parse_overrides(items: list[str], known: dict[str, set[str]]) -> dict[str, A
 def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] | str | Path | None,
                    overrides: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """The complete config for a run (see the module docstring for the order)."""
-    from policies.algos import ALGORITHMS
+    from policies.onpolicy import ALGORITHMS
     from policies.value import VALUE_ALGORITHMS
 
     families = {**ALGORITHMS, **VALUE_ALGORITHMS}

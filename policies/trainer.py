@@ -1,32 +1,50 @@
-"""The training loop every on-policy algorithm runs: collect -> advantages -> update -> log.
+"""The one training loop every family runs: collect -> update -> log -> checkpoint.
+
+A family (`policies/<family>/trainer.py`) subclasses `Trainer` and supplies its hooks:
+  algorithms               its registry: algorithm name -> class
+  make_env(env_fn, cfg)    the batched environments (default: `make_batched_env`)
+  make_storage()           its observation normaliser and its buffer (rollout, episodes)
+  plan(total_steps)        the env-step count a run of `total_steps` trains to (default:
+                           exactly that; the on-policy family rounds up to whole rollouts)
+  start_segment()          restart the environments (at the start, after each checkpoint)
+  collect()                fill the buffer (a rollout, whole episodes), advance `global_step`
+                           by the env steps taken; returns finished-episode means
+  update_step()            the gradient step(s) of one iteration; returns losses to log
+  checkpoint_fields()      what the checkpoint holds beyond the shared fields (the replay
+  load_checkpoint_fields() buffer), and restoring it
+  policy()                 the exported decentralised policy
+Everything else lives here once: setup (config, seeding, environments, normalisers,
+logging), the iteration loop, the progress bar, TensorBoard and progress.csv, the atomic
+checkpoint, resume, and the final policy save.
 
 Files a run writes under `out_dir`:
   config.yaml      the resolved config (what `resume` reads back)
-  checkpoint.pt    algorithm + optimiser state, normalisers, RNG states, step counts
-                   (atomic: written to a temporary file, then renamed)
+  checkpoint.pt    algorithm + optimiser state, normalisers, RNG states, step counts and
+                   the family's fields (atomic: written to a temporary file, then renamed)
   policy.pt        the trained decentralised policy (`policies.load`)
-  progress.csv     env step, wall clock, episodic return, coverage, steps/s per update
+  progress.csv     env step, wall clock, episodic return, coverage, steps/s per iteration
   tb/              TensorBoard scalars against env steps
 
 Resume, precisely. A checkpoint holds the parameters, optimiser moments, normaliser
-statistics, RNG streams and counters; it does not hold the environments (a PyBullet
-world or a user's env cannot be saved in general). So with a run folder the trainer
-saves every `checkpoint_every` updates and then restarts all environments from a seed
-derived from (seed, update); a resumed run loads the checkpoint and restarts the
-environments from that same seed. Resuming from such a checkpoint continues exactly
+statistics, RNG streams, counters and the family's storage that outlives an iteration
+(the episodic replay buffer); it does not hold the environments (a PyBullet world or a
+user's env cannot be saved in general). So with a run folder the trainer saves every
+`checkpoint_every` iterations and then restarts all environments from a seed derived
+from (seed, update) (`segment_seed`); a resumed run loads the checkpoint and restarts
+the environments from that same seed. Resuming from such a checkpoint continues exactly
 like the uninterrupted run (bit for bit on CPU with one thread): a run killed or stopped
-between checkpoints loses at most `checkpoint_every` updates of compute, not exactness.
+between checkpoints loses at most `checkpoint_every` iterations of compute, not exactness.
 The one checkpoint off that grid is the last one of a run whose step budget ends between
 two: resuming from it (to train further) restarts the environments there, so the
 continuation sees fresh episodes where an uninterrupted longer run would have continued
 the current ones; everything else is restored. Without a run folder nothing is saved and
-the environments are never restarted (episodes simply run on, auto-reset).
+the environments are never restarted (episodes simply run on, auto-reset). A family
+whose every iteration starts fresh episodes (the episodic one) restarts nothing here.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,12 +53,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from policies.algos import ALGORITHMS
-from policies.buffer import RolloutBuffer
 from policies.config import save_config, trainer_config
-from policies.envs import EPISODE_METRICS, ParallelEnvBatch, SimVecEnv
+from policies.envs import ParallelEnvBatch, SimVecEnv
 from policies.normalization import ObservationNormalizer
-from policies.policy import TrainedPolicy, atomic_torch_save
+from policies.policy import atomic_torch_save
 
 CHECKPOINT_VERSION = 1
 
@@ -68,10 +84,9 @@ def make_batched_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any]):
 
 
 class Trainer:
-    """The on-policy trainer; the episodic family's trainer subclasses it and swaps the
-    algorithm table, the environment wrapper and the storage (`make_storage`)."""
+    """The shared loop; a family's subclass supplies the hooks listed in the module docstring."""
 
-    algorithms: dict[str, Any] = ALGORITHMS
+    algorithms: dict[str, Any] = {}
 
     def __init__(self, resolved: dict[str, Any], env_fn: str | Callable[[], Any],
                  out_dir: str | Path | None = None, resume: bool = False):
@@ -80,6 +95,10 @@ class Trainer:
         torch.set_num_threads(self.tcfg.torch_threads)
         self.seed = int(resolved["seed"])
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        if resolved["algorithm"] not in self.algorithms:
+            raise ValueError(f"{type(self).__name__} does not train {resolved['algorithm']!r}; "
+                             "policies.train picks the trainer of its family "
+                             "(policies.family_trainer).")
         self.env = self.make_env(env_fn, resolved)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
@@ -103,104 +122,69 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.global_step or None)
 
+    # -- family hooks ----------------------------------------------------------------------------
     def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
         return make_batched_env(env_fn, resolved)
 
     def make_storage(self) -> None:
-        """The observation normaliser and the rollout buffer."""
-        spec = self.env.spec
-        n, d = spec.num_agents, spec.obs_size
-        self.obs_norm = ObservationNormalizer((d,) if self.algo.cfg.share_params else (n, d),
-                                              enabled=self.tcfg.normalize_obs)
-        self.buffer = RolloutBuffer(self.tcfg.rollout_steps, spec.num_envs, n, d, spec.state_size,
-                                    spec.action_size, self.algo.hidden_size)
+        """Set `self.obs_norm` and `self.buffer`."""
+        raise NotImplementedError
 
-    # -- environments ----------------------------------------------------------------------
+    def plan(self, total_steps: int) -> int:
+        """The env-step count a run asked for `total_steps` trains to."""
+        return total_steps
+
     def start_segment(self) -> None:
-        """Restart every environment and recurrent state (start, after checkpoints, resume)."""
-        e, n = self.env.num_envs, self.env.spec.num_agents
-        self.obs = self.env.reset(seed=segment_seed(self.seed, self.update))
-        self.starts = np.ones(e, np.float32)
-        self.hidden = np.zeros((e, n, self.algo.hidden_size), np.float32)
-        self.episode_return = np.zeros(e)
-        self.episode_length = np.zeros(e, np.int64)
+        """Restart the environments (the start of a run or resume, after every checkpoint)."""
+        raise NotImplementedError
 
     def collect(self) -> dict[str, float]:
-        """One rollout of `rollout_steps` into the buffer; returns finished-episode means."""
-        algo, buf = self.algo, self.buffer
-        raw_obs, raw_states, finished = [], [], []
-        for _ in range(buf.steps):
-            state = self.env.state()
-            obs_n, state_n = self.obs_norm(self.obs), self.state_norm(state)
-            actions, log_probs, hidden = algo.act(obs_n, self.starts, self.hidden)
-            values = algo.values(state_n)
-            next_obs, reward, terminated, truncated, infos = self.env.step(actions)
-            done = infos["done"].astype(bool)
-            final_values = np.zeros(len(done), np.float32)
-            cut = done & ~terminated  # time limit: bootstrap from the final state's value
-            if cut.any():
-                final_values[cut] = algo.values(self.state_norm(infos["final_state"][cut]))
-            buf.add(obs=obs_n, states=state_n, actions=actions, log_probs=log_probs,
-                    hiddens=self.hidden, starts=self.starts, values=values, rewards=reward,
-                    dones=done, final_values=final_values)
-            raw_obs.append(self.obs)
-            raw_states.append(state)
-            self.episode_return += reward
-            self.episode_length += 1
-            for i in np.flatnonzero(done):
-                ep = {"episodic_return": float(self.episode_return[i]),
-                      "episodic_length": float(self.episode_length[i])}
-                ep.update({k: float(infos[k][i]) for k in EPISODE_METRICS if k in infos})
-                finished.append(ep)
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
-            self.obs, self.starts, self.hidden = next_obs, done.astype(np.float32), hidden
-        last_values = algo.values(self.state_norm(self.env.state()))
-        buf.compute_advantages(last_values, algo.cfg.gamma, algo.cfg.gae_lambda)
-        algo.value_normalizer.update(buf.returns)
-        self.obs_norm.update(np.stack(raw_obs))
-        self.state_norm.update(np.stack(raw_states))
-        if not finished:
-            return {}
-        return {k: float(np.mean([ep[k] for ep in finished if k in ep])) for k in finished[0]}
+        """Fill the buffer and advance `global_step`; returns finished-episode means."""
+        raise NotImplementedError
+
+    def update_step(self) -> dict[str, float]:
+        """The iteration's learning from the buffer; returns the figures to log."""
+        raise NotImplementedError
+
+    def checkpoint_fields(self) -> dict[str, Any]:
+        """The family's checkpoint entries beyond the shared ones."""
+        return {}
+
+    def load_checkpoint_fields(self, data: dict[str, Any]) -> None:
+        """Restore what `checkpoint_fields` saved."""
+
+    def policy(self) -> Any:
+        """The trained decentralised policy (`save`, `act`, `policies.load`)."""
+        raise NotImplementedError
 
     # -- the loop ----------------------------------------------------------------------------
-    def train(self, total_steps: int) -> TrainedPolicy:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+    def train(self, total_steps: int) -> Any:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        per_update = self.tcfg.rollout_steps * self.env.num_envs
-        num_updates = max(1, math.ceil(total_steps / per_update))
+        planned = self.plan(total_steps)
         self.start_segment()
         progress = Progress(TextColumn(f"[bold]{self.config['algorithm']}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("{task.fields[rate]:>8} steps/s"),
+                            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                            TextColumn("{task.fields[rate]:>8} steps/s"),
                             TextColumn("return {task.fields[ret]}"),
                             TextColumn("coverage {task.fields[cov]}"), TimeElapsedColumn(),
                             disable=not self.tcfg.progress)
         last: dict[str, float] = {}
         with progress:
-            task = progress.add_task("train", total=num_updates * per_update,
-                                     completed=self.update * per_update, rate="-", ret="-", cov="-")
-            while self.update < num_updates:
+            task = progress.add_task("train", total=planned, completed=self.global_step,
+                                     rate="-", ret="-", cov="-")
+            while self.global_step < planned:
                 start = time.perf_counter()
-                if self.algo.cfg.anneal_lr:
-                    self.algo.set_learning_rate(1.0 - self.update / num_updates)
+                before = self.global_step
                 episodes = self.collect()
-                batch = self.buffer.sequences(self.algo.cfg.chunk_len)
-                losses = self.algo.update(batch)
+                losses = self.update_step()
                 self.update += 1
-                self.global_step += per_update
                 elapsed = time.perf_counter() - start
                 self.wall_time += elapsed
                 last.update(episodes)
-                rate = per_update / elapsed
+                rate = (self.global_step - before) / elapsed
                 self.log(episodes, losses, rate)
-                progress.update(task, completed=self.update * per_update, rate=f"{rate:,.0f}",
+                progress.update(task, completed=self.global_step, rate=f"{rate:,.0f}",
                                 ret=f"{last.get('episodic_return', float('nan')):.3f}",
                                 cov=f"{100 * last['coverage']:.1f}%" if "coverage" in last else "-")
                 if self.out_dir is not None and self.update % self.tcfg.checkpoint_every == 0:
@@ -240,17 +224,13 @@ class Trainer:
                 writer.writerow(row)
 
     # -- results and checkpoints ---------------------------------------------------------------
-    def policy(self) -> TrainedPolicy:
-        spec, acfg = self.env.spec, self.algo.cfg
-        network = {k: getattr(acfg, k) for k in ("hidden_sizes", "activation", "recurrent",
-                                                 "gru_size", "init_log_std")}
+    def policy_metadata(self) -> dict[str, Any]:
+        """Provenance every exported policy carries."""
         metadata = {"algorithm": self.config["algorithm"], "seed": self.seed,
                     "global_step": self.global_step, "scenario": self.config.get("scenario")}
         if isinstance(self.env, SimVecEnv):
             metadata["env_config"] = self.env.cfg.to_dict()
-        return TrainedPolicy(spec.agents, spec.observation_spaces, spec.action_spaces,
-                             self.algo.actors, self.obs_norm, acfg.share_params,
-                             self.algo.id_size, network, metadata)
+        return metadata
 
     def save_checkpoint(self) -> Path:
         assert self.out_dir is not None
@@ -259,6 +239,7 @@ class Trainer:
             "version": CHECKPOINT_VERSION, "config": self.config, "global_step": self.global_step,
             "update": self.update, "wall_time": self.wall_time, "algo": self.algo.state_dict(),
             "obs_norm": self.obs_norm.state_dict(), "state_norm": self.state_norm.state_dict(),
+            **self.checkpoint_fields(),
             "rng_numpy": self.rng.bit_generator.state, "rng_torch": torch.get_rng_state(),
         }, path)
         return path
@@ -276,6 +257,7 @@ class Trainer:
         self.algo.load_state_dict(data["algo"])
         self.obs_norm.load_state_dict(data["obs_norm"])
         self.state_norm.load_state_dict(data["state_norm"])
+        self.load_checkpoint_fields(data)
         self.rng.bit_generator.state = data["rng_numpy"]
         torch.set_rng_state(data["rng_torch"])
         self._truncate_progress_csv()

@@ -21,11 +21,11 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 import policies
-from policies.algos.hatrpo import HATRPO, conjugate_gradient
 from policies.buffer import RolloutBuffer
 from policies.config import resolve_config
 from policies.evaluation import evaluate, evaluate_random_walk
-from policies.trainer import Trainer
+from policies.onpolicy.hatrpo import HATRPO, conjugate_gradient
+from policies.onpolicy.trainer import OnPolicyTrainer
 
 torch.set_num_threads(1)
 
@@ -60,9 +60,9 @@ def test_algorithm_learns_small_coverage_above_random_walk(algo, small_random_wa
     assert np.mean(per_seed) > small_random_walk + LEARNING_MARGIN, (per_seed, small_random_walk)
 
 
-def small_trainer(algo: str, tmp_path=None, **trainer) -> Trainer:
+def small_trainer(algo: str, tmp_path=None, **trainer) -> OnPolicyTrainer:
     resolved = resolve_config(algo, "coverage", {"env": SMALL, "trainer": {**QUIET, **trainer}})
-    return Trainer(resolved, "coverage", tmp_path)
+    return OnPolicyTrainer(resolved, "coverage", tmp_path)
 
 
 def test_hatrpo_accepted_step_respects_its_kl_bound():
@@ -128,7 +128,7 @@ def test_resume_after_a_kill_continues_bitwise_like_an_uninterrupted_run(tmp_pat
     # Kill the second run during its 4th update (after the checkpoint at update 2).
     killed = tmp_path / "killed"
     calls = {"n": 0}
-    original = Trainer.collect
+    original = OnPolicyTrainer.collect
 
     def collect_then_die(self):
         calls["n"] += 1
@@ -136,14 +136,14 @@ def test_resume_after_a_kill_continues_bitwise_like_an_uninterrupted_run(tmp_pat
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(Trainer, "collect", collect_then_die)
+    monkeypatch.setattr(OnPolicyTrainer, "collect", collect_then_die)
     with pytest.raises(KeyboardInterrupt):
         policies.train("happo", "coverage", 5 * per_update, seed=3, config=cfg, out_dir=killed)
-    monkeypatch.setattr(Trainer, "collect", original)
+    monkeypatch.setattr(OnPolicyTrainer, "collect", original)
 
     saved = torch.load(killed / "checkpoint.pt", weights_only=False)
     assert saved["global_step"] == 2 * per_update
-    trainer = Trainer(resolve_config("happo", "coverage", cfg, seed=3), "coverage", killed,
+    trainer = OnPolicyTrainer(resolve_config("happo", "coverage", cfg, seed=3), "coverage", killed,
                       resume=True)
     assert trainer.global_step == 2 * per_update
     for k, v in trainer.algo.actors.state_dict().items():
@@ -243,7 +243,7 @@ def test_recurrent_actor_trains_on_sequences_and_acts_with_memory():
 
     cfg = {"env": SMALL, "trainer": {**QUIET, "num_envs": 4, "rollout_steps": 16},
            "algo": {"recurrent": True, "chunk_len": 8, "gru_size": 16}}
-    trainer = Trainer(resolve_config("mappo", "coverage", cfg), "coverage")
+    trainer = OnPolicyTrainer(resolve_config("mappo", "coverage", cfg), "coverage")
     initial = copy.deepcopy(trainer.algo.actors.state_dict())
     policy = trainer.train(4 * 16 * 3)
     trained = policy.actors.state_dict()
@@ -302,10 +302,10 @@ class ConstantGame(ParallelEnv):
                 {a: done for a in names}, {a: False for a in names}, {a: {} for a in names})
 
 
-def happo_on_constant_game(seed: int = 0) -> Trainer:
+def happo_on_constant_game(seed: int = 0) -> OnPolicyTrainer:
     cfg = {"trainer": {**QUIET, "num_envs": 2, "rollout_steps": 8, "normalize_obs": False},
            "algo": {"lr_actor": 0.05, "epochs": 2}}
-    return Trainer(resolve_config("happo", None, cfg, seed=seed), ConstantGame)
+    return OnPolicyTrainer(resolve_config("happo", None, cfg, seed=seed), ConstantGame)
 
 
 def test_happo_weights_each_agent_by_its_predecessors_new_over_old_probabilities():
@@ -416,7 +416,7 @@ def test_config_overrides_and_clear_errors():
     with pytest.raises(ValueError, match="separate parameters"):
         small_trainer_cfg = resolve_config("hatrpo", "coverage", {"env": SMALL, "trainer": QUIET,
                                                                   "algo": {"share_params": True}})
-        Trainer(small_trainer_cfg, "coverage")
+        OnPolicyTrainer(small_trainer_cfg, "coverage")
     with pytest.raises(ValueError, match="unknown algorithm"):
         resolve_config("ppo", "coverage", None)
 

@@ -1,8 +1,8 @@
 """The episodic family: value decomposition (IQL, VDN, QMIX, QTRAN-base, QTRAN-alt) and COMA.
 
 Recurrent, parameter-shared agents trained on whole episodes from a replay buffer
-(`common.py`), one file per algorithm holding only what differs (its mixer or loss),
-one training loop (`trainer.py`) writing the same run folder as the on-policy trainer.
+(`common.py`), one file per algorithm holding only what differs (its mixer or loss), and
+the family's hooks for the one training loop of `policies.trainer` (`trainer.py`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ copy or Polyak averaging). QTRAN and COMA replace `loss`/`update` with their own
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +25,13 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from policies.algos.common import OnPolicyConfig
+from policies.config import AlgorithmConfig
 from policies.envs import EnvSpec
 from policies.normalization import ObservationNormalizer
 
 
 @dataclass
-class ValueConfig:
+class ValueConfig(AlgorithmConfig):
     """Hyperparameters every episodic value-based algorithm has."""
 
     gamma: float = 0.99
@@ -55,12 +54,6 @@ class ValueConfig:
     gru_size: int = 64
     agent_id: bool = True  # one-hot agent id in the agent's input
     last_action: bool = True  # one-hot previous action in the agent's input
-
-    # The same validated construction as the on-policy configs (unknown keys, types).
-    from_dict = classmethod(OnPolicyConfig.from_dict.__func__)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.td_lambda <= 1.0:

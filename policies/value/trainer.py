@@ -1,11 +1,11 @@
-"""The episodic training loop: collect whole episodes -> store -> sample episodes -> update -> log.
+"""The episodic family's hooks for the shared `Trainer`: whole episodes -> store -> sample -> update.
 
-It writes the same run folder as the on-policy `Trainer` (config.yaml, checkpoint.pt,
-policy.pt, progress.csv, tb/) and inherits its logging and progress-file handling.
 One iteration collects one episode in each of `trainer.num_envs` environments (all
 restarted from a seed derived from (seed, iteration)), adds them to the episode replay
 buffer, then takes `algo.updates_per_collect` gradient steps on sampled episodes (COMA:
-on the episodes just collected). `checkpoint_every` counts iterations.
+on the episodes just collected). `checkpoint_every` counts iterations; the checkpoint
+adds the replay buffer (with its padded length) to the shared fields, so a resumed run
+continues like the uninterrupted one.
 
 Episode length: the buffer pads episodes to one length, `algo.episode_limit` when set
 (longer episodes are cut there and bootstrapped), else the length the environment
@@ -15,17 +15,11 @@ starts from a short guess; an episode that runs past it doubles the padded lengt
 episodes being collected and of the replay buffer (stored episodes stay valid, padded
 with mask 0), up to `EPISODE_LENGTH_CAP` steps, past which an episode that never ends
 stops training with a message.
-
-Exact resume: the checkpoint holds networks, optimisers, normalisers, RNG states and the
-replay buffer (with its padded length); since every iteration restarts its environments
-from a derived seed, a resumed run continues like the uninterrupted one.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +27,10 @@ import torch
 
 from policies.envs import EPISODE_METRICS, ParallelEnvBatch, SimVecEnv
 from policies.normalization import ObservationNormalizer
-from policies.policy import atomic_torch_save
 from policies.trainer import Trainer, make_batched_env, segment_seed
 from policies.value import VALUE_ALGORITHMS
 from policies.value.common import EpisodeBuffer, normalized_batch
 from policies.value.policy import RecurrentAgentPolicy
-
-CHECKPOINT_VERSION = 1
 
 
 def make_episodic_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any]):
@@ -90,7 +81,7 @@ def episode_limit(env: Any, configured: int) -> tuple[int, bool]:
 
 
 class EpisodicTrainer(Trainer):
-    """The trainer's loop over whole episodes: replayed (value methods) or the latest (COMA)."""
+    """IQL, VDN, QMIX, QTRAN, COMA: whole episodes, replayed (value methods) or the latest (COMA)."""
 
     algorithms = VALUE_ALGORITHMS
 
@@ -116,6 +107,9 @@ class EpisodicTrainer(Trainer):
         return min(2 * self.limit, EPISODE_LENGTH_CAP)
 
     # -- collection ---------------------------------------------------------------------------
+    def start_segment(self) -> None:
+        """Nothing to restart: every `collect` starts fresh episodes from a derived seed."""
+
     def collect(self) -> dict[str, float]:
         """One episode per environment into the buffer; returns the episodes' mean figures.
 
@@ -176,53 +170,21 @@ class EpisodicTrainer(Trainer):
         out.update({k: float(figures[k].mean()) for k in seen})
         return out
 
-    # -- the loop ----------------------------------------------------------------------------
-    def train(self, total_steps: int) -> RecurrentAgentPolicy:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    # -- learning ------------------------------------------------------------------------------
+    def update_step(self) -> dict[str, float]:
+        """`updates_per_collect` steps on sampled episodes (COMA: on the ones just collected),
+        once the buffer holds enough; always the exploration figures."""
         acfg = self.algo.cfg
-        progress = Progress(TextColumn(f"[bold]{self.config['algorithm']}"), BarColumn(),
-                            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-                            TextColumn("{task.fields[rate]:>8} steps/s"),
-                            TextColumn("return {task.fields[ret]}"),
-                            TextColumn("coverage {task.fields[cov]}"), TimeElapsedColumn(),
-                            disable=not self.tcfg.progress)
-        last: dict[str, float] = {}
-        with progress:
-            task = progress.add_task("train", total=total_steps, completed=self.global_step,
-                                     rate="-", ret="-", cov="-")
-            while self.global_step < total_steps:
-                start = time.perf_counter()
-                before = self.global_step
-                episodes = self.collect()
-                losses: dict[str, float] = {}
-                ready = self.algo.on_policy or self.buffer.size >= max(acfg.learning_starts,
-                                                                       acfg.batch_episodes)
-                if ready:
-                    for _ in range(acfg.updates_per_collect):
-                        batch = (self.buffer.latest(self.env.num_envs) if self.algo.on_policy
-                                 else self.buffer.sample(acfg.batch_episodes, self.rng))
-                        losses = self.algo.update(normalized_batch(batch, self.obs_norm, self.state_norm))
-                losses.update(self.algo.exploration_figures(self.global_step))
-                self.update += 1
-                elapsed = time.perf_counter() - start
-                self.wall_time += elapsed
-                last.update(episodes)
-                rate = (self.global_step - before) / elapsed
-                self.log(episodes, losses, rate)
-                progress.update(task, completed=self.global_step, rate=f"{rate:,.0f}",
-                                ret=f"{last.get('episodic_return', float('nan')):.3f}",
-                                cov=f"{100 * last['coverage']:.1f}%" if "coverage" in last else "-")
-                if self.out_dir is not None and self.update % self.tcfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-        policy = self.policy()
-        if self.out_dir is not None:
-            if self.update % self.tcfg.checkpoint_every:
-                self.save_checkpoint()
-            policy.save(self.out_dir / "policy.pt")
-        if self.writer is not None:
-            self.writer.close()
-        return policy
+        losses: dict[str, float] = {}
+        ready = self.algo.on_policy or self.buffer.size >= max(acfg.learning_starts,
+                                                               acfg.batch_episodes)
+        if ready:
+            for _ in range(acfg.updates_per_collect):
+                batch = (self.buffer.latest(self.env.num_envs) if self.algo.on_policy
+                         else self.buffer.sample(acfg.batch_episodes, self.rng))
+                losses = self.algo.update(normalized_batch(batch, self.obs_norm, self.state_norm))
+        losses.update(self.algo.exploration_figures(self.global_step))
+        return losses
 
     # -- results and checkpoints ---------------------------------------------------------------
     def policy(self) -> RecurrentAgentPolicy:
@@ -231,30 +193,14 @@ class EpisodicTrainer(Trainer):
                    "gru_size": acfg.gru_size, "num_actions": algo.num_actions,
                    "agent_id": acfg.agent_id, "last_action": acfg.last_action,
                    "output": algo.output_kind, "epsilon": acfg.epsilon_finish}
-        metadata = {"algorithm": self.config["algorithm"], "seed": self.seed,
-                    "global_step": self.global_step, "scenario": self.config.get("scenario")}
-        if isinstance(self.env, SimVecEnv):
-            metadata["env_config"] = self.env.cfg.to_dict()
         return RecurrentAgentPolicy(spec.agents, spec.observation_spaces, spec.action_spaces,
-                                    algo.agent, self.obs_norm, network, metadata)
+                                    algo.agent, self.obs_norm, network, self.policy_metadata())
 
-    def save_checkpoint(self) -> Path:
-        assert self.out_dir is not None
-        path = self.out_dir / "checkpoint.pt"
-        atomic_torch_save({
-            "version": CHECKPOINT_VERSION, "config": self.config, "global_step": self.global_step,
-            "update": self.update, "wall_time": self.wall_time, "algo": self.algo.state_dict(),
-            "obs_norm": self.obs_norm.state_dict(), "state_norm": self.state_norm.state_dict(),
-            "buffer": self.buffer.state_dict(), "episode_limit": self.limit,
-            "rng_numpy": self.rng.bit_generator.state,
-            "rng_torch": torch.get_rng_state(),
-        }, path)
-        return path
+    def checkpoint_fields(self) -> dict[str, Any]:
+        """The replay buffer and its padded length (which may have grown during the run)."""
+        return {"buffer": self.buffer.state_dict(), "episode_limit": self.limit}
 
-    def load_checkpoint(self) -> None:
-        super().load_checkpoint()  # counters, algorithm, normalisers, RNGs, progress.csv
-        data = torch.load(self.out_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-        # The padded length may have grown during the run (an env that declares none).
+    def load_checkpoint_fields(self, data: dict[str, Any]) -> None:
         limit = int(data.get("episode_limit", data["buffer"]["data"]["reward"].shape[1]))
         if limit > self.limit:
             self.buffer.grow(limit)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from policies.algos.common import OnPolicyAlgorithm, OnPolicyConfig, sequential_agent_order
+from policies.onpolicy.common import OnPolicyAlgorithm, OnPolicyConfig, sequential_agent_order
 
 
 @dataclass

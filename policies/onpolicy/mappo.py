@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from policies.algos.common import OnPolicyAlgorithm, OnPolicyConfig
+from policies.onpolicy.common import OnPolicyAlgorithm, OnPolicyConfig
 
 
 @dataclass

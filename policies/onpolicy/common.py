@@ -8,7 +8,6 @@ it is by a one-hot id) or one network per agent (heterogeneous agents allowed).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from policies.config import AlgorithmConfig
 from policies.envs import EnvSpec
 from policies.networks import Actor, Critic
 from policies.normalization import ValueNormalizer
 
 
 @dataclass
-class OnPolicyConfig:
+class OnPolicyConfig(AlgorithmConfig):
     """Hyperparameters every on-policy algorithm has."""
 
     gamma: float = 0.99
@@ -54,30 +54,6 @@ class OnPolicyConfig:
     chunk_len: int = 1  # training sequence length (use > 1 with recurrent actors)
     init_log_std: float = -0.5
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> OnPolicyConfig:
-        """Validated construction: unknown keys and wrong types are one clear sentence."""
-        data = dict(data or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} key {unknown[0]!r}; valid keys: "
-                             f"{', '.join(sorted(fields))}.")
-        defaults = cls()
-        for name, value in data.items():
-            expected = type(getattr(defaults, name))
-            if expected is float and isinstance(value, int | str) and not isinstance(value, bool):
-                try:  # YAML reads 1e-3 as a string; 3 as an int
-                    data[name] = float(value)
-                except ValueError:
-                    raise ValueError(f"{cls.__name__}.{name} must be a number (got {value!r}).") from None
-            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ValueError(f"{cls.__name__}.{name} must be a {expected.__name__} "
-                                 f"(got {value!r}).")
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
-
     def validate(self) -> None:
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(f"gamma must be in (0, 1] and gae_lambda in [0, 1] "
@@ -88,9 +64,6 @@ class OnPolicyConfig:
             raise ValueError(f"huber_delta and value_clip must be > 0 (got {self.huber_delta}, "
                              f"{self.value_clip}); turn them off with huber_loss=false or "
                              "clip_value_loss=false.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class OnPolicyAlgorithm:

@@ -20,7 +20,7 @@ import torch
 from torch.distributions import kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from policies.algos.common import OnPolicyAlgorithm, OnPolicyConfig, sequential_agent_order
+from policies.onpolicy.common import OnPolicyAlgorithm, OnPolicyConfig, sequential_agent_order
 
 
 @dataclass
