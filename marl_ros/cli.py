@@ -161,12 +161,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def training_granularity(resolved: dict) -> str:
     """Why a run trains more env steps than asked: it stops only between whole collections."""
-    from policies import VALUE_ALGORITHM_NAMES
+    from policies import OFF_POLICY_ALGORITHM_NAMES, VALUE_ALGORITHM_NAMES
 
     trainer = resolved["trainer"]
     if resolved["algorithm"] in VALUE_ALGORITHM_NAMES:
         return f"training collects whole episodes, {trainer['num_envs']} at a time"
     per_update = trainer["num_envs"] * trainer["rollout_steps"]
+    if resolved["algorithm"] in OFF_POLICY_ALGORITHM_NAMES:
+        return (f"training collects whole iterations of {per_update:,} steps into its replay "
+                f"buffer, {trainer['num_envs']} envs x {trainer['rollout_steps']} steps")
     return (f"training runs whole rollouts of {per_update:,} steps, {trainer['num_envs']} envs x "
             f"{trainer['rollout_steps']} steps")
 
@@ -358,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "ros: bundle flown (default random weights, shared parameters)")
     bench.set_defaults(func=cmd_bench)
     train = sub.add_parser("train", help="train a CTDE algorithm (on-policy, value "
-                                         "decomposition or COMA) on a scenario",
+                                         "decomposition, COMA or off-policy) on a scenario",
                            description="Train a CTDE policy on a sim scenario. Configs: "
                                        "policies/configs/<algo>.yaml and <scenario>.yaml, then "
                                        "key=value overrides (algo.lr_actor=3e-4, "
@@ -366,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "checkpoint.pt, policy.pt, progress.csv and tb/ to --out.")
     train.add_argument("--algo", default=None,
                        choices=["mappo", "happo", "hatrpo", "haa2c",  # policies.ALGORITHM_NAMES
-                                "iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma"],
+                                "iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma",
+                                "maddpg", "haddpg", "hatd3"],
                        help="required unless --resume (which continues the run's own); iql, vdn, "
                             "qmix, qtran_base, qtran_alt and coma need discrete actions (their "
                             "coverage.yaml sections set env.action_mode=discrete)")

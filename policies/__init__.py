@@ -1,5 +1,6 @@
-"""CTDE learning for drone swarms: the on-policy family (MAPPO, HAPPO, HATRPO, HAA2C) and the
-episodic family (IQL, VDN, QMIX, QTRAN-base, QTRAN-alt, COMA; Discrete actions only).
+"""CTDE learning for drone swarms: the on-policy family (MAPPO, HAPPO, HATRPO, HAA2C), the
+episodic family (IQL, VDN, QMIX, QTRAN-base, QTRAN-alt, COMA; Discrete actions only) and the
+off-policy family (MADDPG, HADDPG, HATD3; deterministic actors, replay of transitions).
 
     import policies
     policy = policies.train("mappo", "coverage", 200_000, config={"env": {"num_drones": 2}})
@@ -35,9 +36,11 @@ from policies.policy import TrainedPolicy, load
 
 ON_POLICY_ALGORITHM_NAMES = ("mappo", "happo", "hatrpo", "haa2c")
 VALUE_ALGORITHM_NAMES = ("iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma")  # discrete
-ALGORITHM_NAMES = ON_POLICY_ALGORITHM_NAMES + VALUE_ALGORITHM_NAMES
+OFF_POLICY_ALGORITHM_NAMES = ("maddpg", "haddpg", "hatd3")
+ALGORITHM_NAMES = ON_POLICY_ALGORITHM_NAMES + VALUE_ALGORITHM_NAMES + OFF_POLICY_ALGORITHM_NAMES
 # A family is a folder `policies/<family>/`: its algorithms, its registry
-# (`policies.onpolicy.ALGORITHMS`, `policies.value.VALUE_ALGORITHMS`) and its hooks for the
+# (`policies.onpolicy.ALGORITHMS`, `policies.value.VALUE_ALGORITHMS`,
+# `policies.offpolicy.OFFPOLICY_ALGORITHMS`) and its hooks for the
 # one training loop (`policies/<family>/trainer.py`, picked by `family_trainer`).
 
 
@@ -83,6 +86,10 @@ def family_trainer(algo: str) -> type:
         from policies.onpolicy.trainer import OnPolicyTrainer
 
         return OnPolicyTrainer
+    if algo in OFF_POLICY_ALGORITHM_NAMES:
+        from policies.offpolicy.trainer import OffPolicyTrainer
+
+        return OffPolicyTrainer
     raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHM_NAMES)}.")
 
 
@@ -93,5 +100,6 @@ def check_total_steps(total_steps: Any) -> None:
         raise ValueError(f"total_steps must be a positive number of env steps (got {total_steps!r}).")
 
 
-__all__ = ["ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES", "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
+__all__ = ["ALGORITHM_NAMES", "OFF_POLICY_ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES",
+           "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
            "family_trainer", "load", "train"]

@@ -10,7 +10,9 @@ team_reward (E,), terminated (E,), truncated (E,), infos`; `state() -> (E, S)`.
 Finished environments are reset inside `step`; `infos["final_obs"]` and
 `infos["final_state"]` hold the last observation/state of the rows where
 `infos["done"]`. Episode metrics reported by the env (e.g. "coverage") come as
-(E,) arrays.
+(E,) arrays; `infos["agent_rewards"]` (E, N) holds each agent's own reward (the
+off-policy family's per-agent critics read it; sim scenarios pay every agent the team
+reward, and an agent that has left a ParallelEnv is paid 0).
 
 Conventions for user environments (documented in `policies.train`):
 - the team reward is the mean of the agents' rewards (cooperative tasks give every
@@ -99,6 +101,7 @@ class SimVecEnv:
     def step(self, actions: np.ndarray):
         act = actions[..., 0].astype(np.int64) if self.discrete else np.clip(actions, -1.0, 1.0)
         obs, rew, term, trunc, infos = self.venv.step(act)
+        infos = {**infos, "agent_rewards": np.asarray(rew, np.float32)}
         return obs, rew[:, 0], term.all(axis=1), trunc.all(axis=1), infos
 
     def state(self) -> np.ndarray:
@@ -172,6 +175,7 @@ class ParallelEnvBatch:
     def step(self, actions: np.ndarray):
         e = self.num_envs
         rew, term, trunc = np.zeros(e, np.float32), np.zeros(e, bool), np.zeros(e, bool)
+        agent_rewards = np.zeros((e, len(self.agents)), np.float32)
         done = np.zeros(e, bool)
         final_obs = np.zeros_like(self._obs)
         final_state = np.zeros((e, self.spec.state_size), np.float32)
@@ -183,6 +187,7 @@ class ParallelEnvBatch:
             obs, r, te, tr, info = env.step(act)
             self._pack(i, obs)
             rew[i] = float(np.mean([r[a] for a in r])) if r else 0.0
+            agent_rewards[i] = [float(r.get(a, 0.0)) for a in self.agents]
             first = info.get(live[0], {}) if live else {}
             for key in EPISODE_METRICS:
                 if key in first:
@@ -195,7 +200,7 @@ class ParallelEnvBatch:
                 final_obs[i] = self._obs[i]
                 final_state[i] = self._state_of(i)
                 self._reset_one(i)
-        infos: dict[str, np.ndarray] = {"done": done, **metrics}
+        infos: dict[str, np.ndarray] = {"done": done, "agent_rewards": agent_rewards, **metrics}
         if done.any():
             infos["final_obs"], infos["final_state"] = final_obs, final_state
         return self._obs.copy(), rew, term, trunc, infos

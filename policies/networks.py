@@ -143,3 +143,80 @@ def agent_id_onehot(num_agents: int, batch_shape: tuple[int, ...]) -> torch.Tens
     """One-hot agent ids broadcast over leading dims: (*batch_shape, N, N)."""
     eye = torch.eye(num_agents)
     return eye.expand(*batch_shape, num_agents, num_agents)
+
+
+class PointMass:
+    """The action "distribution" of a deterministic actor: all its mass on one action."""
+
+    def __init__(self, action: torch.Tensor):
+        self.mean = action
+
+
+class BoxScale(nn.Module):
+    """[-1, 1] -> [low, high] per dimension: a tanh output in the units the env expects."""
+
+    def __init__(self, space: spaces.Box):
+        super().__init__()
+        low, high = space.low.ravel().astype(np.float64), space.high.ravel().astype(np.float64)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise ValueError(f"action space {space} has infinite bounds; deterministic actors "
+                             "squash their actions into the Box with tanh, so give it finite "
+                             "low and high (rescale the actions in a wrapper).")
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
+        self.register_buffer("half_range", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+
+    def forward(self, unit: torch.Tensor) -> torch.Tensor:
+        return self.low + (unit + 1.0) * self.half_range
+
+
+class DeterministicActor(nn.Module):
+    """mu(o) of the off-policy family (MADDPG, HADDPG, HATD3), acting like an `Actor`.
+
+    Box actions: `head` = linear -> tanh -> `BoxScale`, so `head(body(x))` is the action in
+    the env's units and the bundle exporter's graph (which clamps `head` to the Box) needs
+    nothing new; training works on `unit_action`, the tanh output in [-1, 1]. Discrete
+    actions: `head` gives logits; the deployed action is their arg-max, training uses a
+    Gumbel-softmax sample. Feed-forward only (`hidden_size` 0, as `Actor` carries it).
+    """
+
+    recurrent = False
+    hidden_size = 0
+
+    def __init__(self, obs_size: int, action_space: spaces.Space, hidden_sizes: list[int],
+                 activation: str = "relu"):
+        super().__init__()
+        if not hidden_sizes:
+            raise ValueError("hidden_sizes must name at least one layer, e.g. [64, 64].")
+        self.obs_size = obs_size
+        self.action_space = action_space
+        self.body = mlp(obs_size, hidden_sizes, ACTIVATIONS[activation])
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            self.head = layer_init(nn.Linear(hidden_sizes[-1], int(action_space.n)), gain=0.01)
+        elif isinstance(action_space, spaces.Box):
+            linear = layer_init(nn.Linear(hidden_sizes[-1], action_size(action_space)), gain=0.01)
+            self.head = nn.Sequential(linear, nn.Tanh(), BoxScale(action_space))
+        else:
+            raise TypeError(f"action space {action_space} is not supported; use Box or Discrete.")
+
+    def unit_action(self, x: torch.Tensor) -> torch.Tensor:
+        """Box: the action in [-1, 1] (before `BoxScale`); Discrete: the logits."""
+        feature = self.body(x)
+        return self.head(feature) if self.discrete else torch.tanh(self.head[0](feature))
+
+    def initial_hidden(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, 0)
+
+    def forward_sequence(self, obs: torch.Tensor, starts: torch.Tensor,
+                         hidden: torch.Tensor) -> tuple[Categorical | PointMass, torch.Tensor]:
+        head = self.head(self.body(obs))
+        return (Categorical(logits=head) if self.discrete else PointMass(head)), hidden
+
+    def mode(self, dist: Categorical | PointMass) -> torch.Tensor:
+        if self.discrete:
+            return dist.probs.argmax(-1, keepdim=True).float()
+        return dist.mean
+
+    def sample(self, dist: Categorical | PointMass) -> torch.Tensor:
+        """The same action: exploration noise is the trainer's business, not the policy's."""
+        return self.mode(dist)

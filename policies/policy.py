@@ -146,6 +146,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def build_actors(observation_spaces: list, action_spaces: list, share_params: bool, id_size: int,
                  network: dict[str, Any]) -> nn.ModuleList:
     count = 1 if share_params else len(action_spaces)
+    if network.get("actor") == "deterministic":  # the off-policy family (MADDPG, HATD3, ...)
+        from policies.networks import DeterministicActor
+
+        return nn.ModuleList([
+            DeterministicActor(int(np.prod(observation_spaces[i].shape)) + id_size,
+                               action_spaces[i], network["hidden_sizes"], network["activation"])
+            for i in range(count)])
     return nn.ModuleList([
         Actor(int(np.prod(observation_spaces[i].shape)) + id_size, action_spaces[i],
               network["hidden_sizes"], network["activation"], network["recurrent"],

@@ -126,6 +126,12 @@ class Trainer:
     def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
         return make_batched_env(env_fn, resolved)
 
+    def per_agent_obs_normalizer(self) -> ObservationNormalizer:
+        """Running observation statistics: one set for a shared network, else one per agent."""
+        n, d = self.env.spec.num_agents, self.env.spec.obs_size
+        return ObservationNormalizer((d,) if self.algo.cfg.share_params else (n, d),
+                                     enabled=self.tcfg.normalize_obs)
+
     def make_storage(self) -> None:
         """Set `self.obs_norm` and `self.buffer`."""
         raise NotImplementedError

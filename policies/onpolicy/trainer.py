@@ -16,7 +16,6 @@ import numpy as np
 
 from policies.buffer import RolloutBuffer
 from policies.envs import EPISODE_METRICS
-from policies.normalization import ObservationNormalizer
 from policies.onpolicy import ALGORITHMS
 from policies.policy import TrainedPolicy
 from policies.trainer import Trainer, segment_seed
@@ -31,8 +30,7 @@ class OnPolicyTrainer(Trainer):
         """The observation normaliser (per agent unless shared) and the rollout buffer."""
         spec = self.env.spec
         n, d = spec.num_agents, spec.obs_size
-        self.obs_norm = ObservationNormalizer((d,) if self.algo.cfg.share_params else (n, d),
-                                              enabled=self.tcfg.normalize_obs)
+        self.obs_norm = self.per_agent_obs_normalizer()
         self.buffer = RolloutBuffer(self.tcfg.rollout_steps, spec.num_envs, n, d, spec.state_size,
                                     spec.action_size, self.algo.hidden_size)
 

@@ -1,0 +1,144 @@
+"""The off-policy family's hooks for the shared `Trainer`: k env steps -> replay -> UTD updates.
+
+One iteration steps all `trainer.num_envs` environments `trainer.rollout_steps` times with
+the exploring actors (uniform random actions for the first `algo.learning_starts` env
+steps), adds every joint transition to the `TransitionBuffer` (episodes run on across
+iterations, auto-reset; a time limit bootstraps from the final observation and state),
+then takes `utd_ratio` gradient steps per env step collected (a fractional remainder
+carries over to the next iteration), each on a fresh uniform batch, once the buffer holds
+`batch_size` transitions and the random phase is over. `checkpoint_every` counts
+iterations; the checkpoint adds the replay buffer and the carried remainder to the shared
+fields, and the environments restart after each checkpoint (see `policies.trainer`), so a
+resumed run continues exactly like the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from policies.envs import EPISODE_METRICS
+from policies.offpolicy import OFFPOLICY_ALGORITHMS
+from policies.offpolicy.common import TransitionBuffer
+from policies.policy import TrainedPolicy
+from policies.trainer import Trainer, segment_seed
+
+
+class OffPolicyTrainer(Trainer):
+    """MADDPG, HADDPG, HATD3: deterministic actors learned from a transition replay buffer."""
+
+    algorithms = OFFPOLICY_ALGORITHMS
+
+    def make_storage(self) -> None:
+        """The observation normaliser (per agent unless shared) and the replay buffer."""
+        spec = self.env.spec
+        n, d = spec.num_agents, spec.obs_size
+        self.obs_norm = self.per_agent_obs_normalizer()
+        self.buffer = TransitionBuffer(self.algo.cfg.buffer_size, n, d, spec.state_size,
+                                       self.algo.action_width)
+        self.update_credit = 0.0  # gradient steps owed by the utd_ratio (fractional part)
+
+    def plan(self, total_steps: int) -> int:
+        """Whole iterations of num_envs x rollout_steps env steps."""
+        per_iteration = self.tcfg.rollout_steps * self.env.num_envs
+        return max(1, math.ceil(total_steps / per_iteration)) * per_iteration
+
+    def start_segment(self) -> None:
+        e = self.env.num_envs
+        self.obs = self.env.reset(seed=segment_seed(self.seed, self.update))
+        self.state = self.env.state()
+        self.members = self.algo.draw_subpolicies(e)
+        self.episode_return = np.zeros(e)
+        self.episode_length = np.zeros(e, np.int64)
+
+    def collect(self) -> dict[str, float]:
+        """`rollout_steps` joint steps of every env into the replay buffer."""
+        algo, env = self.algo, self.env
+        raw_obs, raw_states, finished = [], [], []
+        for _ in range(self.tcfg.rollout_steps):
+            actions = algo.explore(self.obs_norm(self.obs), self.global_step, self.members)
+            next_obs, reward, terminated, _, infos = env.step(algo.env_actions(actions))
+            done = infos["done"].astype(bool)
+            next_state = env.state()
+            stored_obs, stored_state = next_obs.copy(), next_state.copy()
+            if done.any():  # the rows that reset: the transition ends at the final obs/state
+                stored_obs[done] = infos["final_obs"][done]
+                stored_state[done] = infos["final_state"][done]
+            agent_rewards = infos.get("agent_rewards")
+            if agent_rewards is None:
+                agent_rewards = np.repeat(reward[:, None], env.spec.num_agents, 1)
+            self.buffer.add(obs=self.obs, state=self.state, actions=actions,
+                            rewards=agent_rewards, next_obs=stored_obs, next_state=stored_state,
+                            terminated=(terminated & done).astype(np.float32),
+                            subpolicy=self.members)
+            raw_obs.append(self.obs)
+            raw_states.append(self.state)
+            self.global_step += env.num_envs
+            self.episode_return += reward
+            self.episode_length += 1
+            for i in np.flatnonzero(done):
+                ep = {"episodic_return": float(self.episode_return[i]),
+                      "episodic_length": float(self.episode_length[i])}
+                ep.update({k: float(infos[k][i]) for k in EPISODE_METRICS if k in infos})
+                finished.append(ep)
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+            if done.any():
+                self.members[done] = algo.draw_subpolicies(int(done.sum()))
+            self.obs, self.state = next_obs, next_state
+        self.obs_norm.update(np.stack(raw_obs))
+        self.state_norm.update(np.stack(raw_states))
+        if not finished:
+            return {}
+        return {k: float(np.mean([ep[k] for ep in finished if k in ep])) for k in finished[0]}
+
+    def sample(self, batch_size: int, agent: int | None = None,
+               subpolicy: int | None = None) -> dict[str, torch.Tensor]:
+        """A uniform batch of normalised transitions (those where `agent` acted with
+        ensemble member `subpolicy`, when given) as tensors."""
+        data, rows = self.buffer.data, None
+        if agent is not None and subpolicy is not None:
+            rows = np.flatnonzero(data["subpolicy"][: self.buffer.size, agent] == subpolicy)
+            if len(rows) == 0:
+                return {}
+        index = self.buffer.sample_index(batch_size, self.rng, rows)
+        batch = {k: v[index] for k, v in data.items()}
+        for k in ("obs", "next_obs"):
+            batch[k] = self.obs_norm(batch[k])
+        for k in ("state", "next_state"):
+            batch[k] = self.state_norm(batch[k])
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+    def update_step(self) -> dict[str, float]:
+        """`utd_ratio` gradient steps per env step of this iteration, once learning starts."""
+        acfg = self.algo.cfg
+        figures = {"charts/exploration_noise": self.algo.noise_std(self.global_step)}
+        if self.global_step < acfg.learning_starts or self.buffer.size < acfg.batch_size:
+            return figures
+        self.update_credit += acfg.utd_ratio * self.tcfg.rollout_steps * self.env.num_envs
+        steps = int(self.update_credit)
+        self.update_credit -= steps
+        stats: list[dict[str, float]] = [self.algo.update(self.sample) for _ in range(steps)]
+        for key in {k for s in stats for k in s}:
+            figures[key] = float(np.mean([s[key] for s in stats if key in s]))
+        figures["charts/gradient_steps"] = float(self.algo.gradient_steps)
+        return figures
+
+    # -- results and checkpoints ---------------------------------------------------------------
+    def policy(self) -> TrainedPolicy:
+        spec, acfg = self.env.spec, self.algo.cfg
+        network = {"actor": "deterministic", "hidden_sizes": list(acfg.hidden_sizes),
+                   "activation": acfg.activation}
+        return TrainedPolicy(spec.agents, spec.observation_spaces, spec.action_spaces,
+                             self.algo.actors, self.obs_norm, acfg.share_params,
+                             self.algo.id_size, network, self.policy_metadata())
+
+    def checkpoint_fields(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict(), "update_credit": self.update_credit}
+
+    def load_checkpoint_fields(self, data: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(data["buffer"])
+        self.update_credit = float(data["update_credit"])
