@@ -59,12 +59,16 @@ def pybullet_physics_rate(num_drones: int, seconds: float, seed: int = 0) -> tup
     return env_rate, bare_rate
 
 
-def fast_env_rate(num_envs: int, seconds: float, num_drones: int = 4, seed: int = 0) -> float:
-    """Fast-backend env steps/s (one env step = one policy step of one environment)."""
-    venv = sim.make_vec_env("coverage", num_envs, backend="fast", seed=seed, num_drones=num_drones)
+def fast_env_rate(num_envs: int, seconds: float, num_drones: int = 4, seed: int = 0,
+                  env: dict | None = None) -> float:
+    """Fast-backend env steps/s (one env step = one policy step of one environment); `env`:
+    further coverage parameters (a training config's env section)."""
+    env = {"num_drones": num_drones, **(env or {})}
+    venv = sim.make_vec_env("coverage", num_envs, backend="fast", seed=seed, **env)
     venv.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    actions = [random_walk_actions(venv.cfg, rng, (num_envs, num_drones)) for _ in range(16)]
+    n = venv.cfg.num_drones
+    actions = [random_walk_actions(venv.cfg, rng, (num_envs, n)) for _ in range(16)]
     counter = iter(range(1 << 62))
 
     def step() -> int:
@@ -314,24 +318,129 @@ def bench_ros(seconds: float = 10.0, rate: float = 30.0, drones: tuple[int, ...]
 # ------------------------------------------------------------------------------------------------
 # bench train: env steps/s of training and wall-clock time to a coverage threshold
 # ------------------------------------------------------------------------------------------------
+def _new_trainer(algo: str, config: dict, seed: int, out: Path | None, resume: bool):
+    """The family trainer `policies.train` would build (kept, so its counters can be read)."""
+    import policies
+    from policies.config import read_yaml, resolve_config
+
+    resolved = (read_yaml(out / "config.yaml") if resume
+                else resolve_config(algo, "coverage", config, seed=seed))
+    return policies.family_trainer(algo)(resolved, "coverage", out, resume=resume)
+
+
+def train_throughput(algo: str, seconds: float = 30.0, seed: int = 0,
+                     config: dict | None = None) -> dict[str, float]:
+    """Steady-state training throughput of `algo` on the default coverage task (fast backend,
+    the algorithm's own num_envs), nothing written. Warm-up (not timed): iterations until the
+    learning starts (off-policy: `learning_starts` random env steps and a full first batch),
+    then at least one more. Then whole iterations of the trainer's own hooks (`collect`, then
+    `update_step`, as `Trainer.train` runs them) for about `seconds`, each hook timed apart:
+    training env steps/s, gradient updates/s (families that count them: off-policy), the
+    collection-only env steps/s and the share of the wall clock in `update_step`. `config`
+    is merged over the defaults like `policies.train`'s."""
+    import torch
+
+    from policies.config import merge
+
+    config = merge({"trainer": {"progress": False, "tensorboard": False}}, config or {})
+    trainer = _new_trainer(algo, config, seed, None, False)
+    trainer.start_segment()
+    acfg = trainer.algo.cfg
+
+    def learning() -> bool:
+        if not hasattr(trainer.algo, "gradient_steps"):  # no random phase outside off-policy
+            return True
+        return (trainer.global_step >= acfg.learning_starts
+                and trainer.buffer.size >= acfg.batch_size)
+
+    def iteration() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        trainer.collect()
+        t1 = time.perf_counter()
+        trainer.update_step()
+        trainer.update += 1
+        return t1 - t0, time.perf_counter() - t1
+
+    warmup_iterations = 0
+    while not learning() or warmup_iterations < 1:
+        iteration()
+        warmup_iterations += learning()
+    steps0, grads0 = trainer.global_step, getattr(trainer.algo, "gradient_steps", None)
+    collect_s = update_s = 0.0
+    while collect_s + update_s < seconds:
+        c, u = iteration()
+        collect_s, update_s = collect_s + c, update_s + u
+    total = collect_s + update_s
+    steps = trainer.global_step - steps0
+    out = {"num_envs": float(trainer.env.num_envs), "env_steps": float(steps),
+           "seconds": total, "train_steps_per_s": steps / total,
+           "collect_steps_per_s": steps / collect_s, "update_fraction": update_s / total,
+           "torch_threads": float(torch.get_num_threads())}
+    if grads0 is not None:
+        grads = trainer.algo.gradient_steps - grads0
+        out.update(gradient_steps=float(grads), updates_per_s=grads / total,
+                   updates_per_update_s=grads / update_s if update_s else np.nan,
+                   utd_ratio=float(acfg.utd_ratio))
+    if hasattr(trainer.env, "close"):
+        trainer.env.close()
+    return out
+
+
+def bench_train_throughput(algos: tuple[str, ...], seconds: float = 30.0, seed: int = 0,
+                           config: dict | None = None,
+                           console: Console | None = None) -> dict[str, float]:
+    """`marl-ros bench train --throughput SECONDS`: `train_throughput` of each algorithm with
+    the bare env steps/s of the same vector env (same num_envs, random-walk actions, no
+    policy, no learning) measured in the same run; no evaluation, no coverage."""
+    console = console or Console(width=150)
+    table = Table(title=f"marl-ros bench train --throughput {seconds:g}: coverage, 4 drones, "
+                        f"20 x 20, T = 100, fast backend, steady state after warm-up",
+                  caption="train: collect + update_step wall clock; collect only: env "
+                          "stepping, actors, normalisation, replay add; updates: gradient "
+                          "steps (off-policy: one critic step, + actors every policy_delay)")
+    for col in ("algorithm", "envs", "train env steps/s", "grad updates/s",
+                "collect-only env steps/s", "time in updates", "bare env steps/s",
+                "train / bare", "collect / bare"):
+        table.add_column(col, justify="left" if col == "algorithm" else "right")
+    results: dict[str, float] = {}
+    for algo in algos:
+        console.print(f"[dim]{algo}: warm-up, then {seconds:g} s...[/dim]", highlight=False)
+        r = train_throughput(algo, seconds, seed=seed, config=config)
+        bare = fast_env_rate(int(r["num_envs"]), min(3.0, max(0.5, seconds / 10)), seed=seed,
+                             env=(config or {}).get("env"))
+        r["bare_env_steps_per_s"] = bare
+        results.update({f"{algo}_{k}": v for k, v in r.items()})
+        grads = f"{r['updates_per_s']:,.1f}" if "updates_per_s" in r else "-"
+        table.add_row(algo, f"{r['num_envs']:.0f}", f"{r['train_steps_per_s']:,.0f}", grads,
+                      f"{r['collect_steps_per_s']:,.0f}", f"{100 * r['update_fraction']:.0f}%",
+                      f"{bare:,.0f}", f"{r['train_steps_per_s'] / bare:.3f}",
+                      f"{r['collect_steps_per_s'] / bare:.3f}")
+    console.print(table)
+    return results
+
+
 def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 0.9,
                 budget_minutes: float = 30.0, segment_steps: int = 500_000, episodes: int = 10,
                 seed: int = 0, console: Console | None = None,
-                out_dir: str | Path | None = None) -> dict[str, float]:
+                out_dir: str | Path | None = None,
+                throughput_seconds: float | None = None) -> dict[str, float]:
     """Train each algorithm on the default coverage task (4 drones, 20 x 20, T = 100, fast
     backend) in segments; after each, evaluate deterministically in PyBullet. Reports the
     training wall clock (evaluation excluded) at which coverage first reaches `threshold`,
-    and training env steps/s against the bare env steps/s of the same vector env. Any
-    algorithm works (the episodic family trains on discrete actions by its config); runs
-    are kept under `out_dir` when given (then `marl-ros eval` / `export` them)."""
+    and training env steps/s (and, for the off-policy family, gradient updates/s) against
+    the bare env steps/s of the same vector env. Any algorithm works (the episodic family
+    trains on discrete actions by its config); runs are kept under `out_dir` when given
+    (then `marl-ros eval` / `export` them). `throughput_seconds`: only the short steady-state
+    throughput measurement (`bench_train_throughput`), no training to a threshold."""
     import tempfile
 
     import torch
 
-    import policies
     from policies.evaluation import evaluate, evaluate_random_walk
 
     torch.set_num_threads(1)
+    if throughput_seconds is not None:
+        return bench_train_throughput(algos, throughput_seconds, seed=seed, console=console)
     console = console or Console(width=120)
     eval_seed = 12345
     random_walk = evaluate_random_walk("coverage", episodes=episodes, backend="pybullet",
@@ -341,25 +450,22 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
                         f"(pybullet eval, {episodes} episodes; random walk "
                         f"{100 * random_walk:.1f}%)")
     for col in ("algorithm", "env steps", "train wall [min]", "coverage", "train steps/s",
-                "bare env steps/s", "ratio"):
+                "grad updates/s", "bare env steps/s", "ratio"):
         table.add_column(col, justify="left" if col == "algorithm" else "right")
     with tempfile.TemporaryDirectory(prefix="marl_ros_bench_train_") as tmp:
         for algo in algos:
             out = Path(out_dir or tmp) / algo
             config = {"trainer": {"progress": False, "tensorboard": False}}
-            num_envs = None
-            steps, train_s, reached = 0, 0.0, None
+            steps, train_s, reached, grads = 0, 0.0, None, None
             while train_s < budget_minutes * 60:
                 steps += segment_steps
                 start = time.perf_counter()
-                policy = policies.train(algo, "coverage", steps, seed=seed, config=config,
-                                        out_dir=out, resume=steps > segment_steps)
+                trainer = _new_trainer(algo, config, seed, out, resume=steps > segment_steps)
+                policy = trainer.train(steps)
                 train_s += time.perf_counter() - start
-                if num_envs is None:
-                    import yaml
-
-                    num_envs = yaml.safe_load((out / "config.yaml").read_text())["trainer"][
-                        "num_envs"]
+                num_envs = trainer.env.num_envs
+                grads = getattr(trainer.algo, "gradient_steps", None)
+                steps = trainer.global_step  # the family may round up to whole iterations
                 cov = evaluate(policy, "coverage", episodes=episodes, backend="pybullet",
                                seed=eval_seed)["coverage"]
                 console.print(f"[dim]{algo}: {steps:,} steps, {train_s / 60:.1f} min, "
@@ -371,9 +477,12 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
             rate = steps / train_s
             results[f"{algo}_minutes_to_threshold"] = np.nan if reached is None else reached / 60
             results[f"{algo}_train_steps_per_s"] = rate
+            if grads is not None:
+                results[f"{algo}_updates_per_s"] = grads / train_s
             table.add_row(algo, f"{steps:,}",
                           f"{reached / 60:.1f}" if reached is not None else f"> {train_s / 60:.1f}",
-                          f"{100 * cov:.1f}%", f"{rate:,.0f}", f"{bare:,.0f} ({num_envs} envs)",
-                          f"{rate / bare:.2f}")
+                          f"{100 * cov:.1f}%", f"{rate:,.0f}",
+                          f"{grads / train_s:,.1f}" if grads is not None else "-",
+                          f"{bare:,.0f} ({num_envs} envs)", f"{rate / bare:.2f}")
     console.print(table)
     return results

@@ -60,7 +60,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "train":
         bench.bench_train(tuple(args.algos), threshold=args.threshold,
                           budget_minutes=args.minutes, segment_steps=args.segment_steps,
-                          out_dir=args.out)
+                          out_dir=args.out, throughput_seconds=args.throughput)
     elif args.what == "infer":
         bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
     elif args.what == "ros":
@@ -334,8 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Print throughput figures with a baseline measured in the "
                                        "same run. 'sim': PyBullet physics steps/s for 4 and 16 "
                                        "drones, fast-backend env steps/s at 1, 32, 512 envs. "
-                                       "'train': MAPPO and HAPPO on default coverage, training "
-                                       "env steps/s and wall clock to 90% pybullet coverage. "
+                                       "'train': --algos (default MAPPO, HAPPO) on default "
+                                       "coverage, training env steps/s (off-policy: also "
+                                       "gradient updates/s) and "
+                                       "wall clock to 90% pybullet coverage; with --throughput "
+                                       "S only S seconds of steady-state training throughput "
+                                       "per algorithm, no evaluation. "
                                        "'infer': batch-1 latency, torch eager vs onnxruntime. "
                                        "'ros': agent nodes at --rate Hz with sim_node for 4, 8, "
                                        "16 drones, one process per agent vs one process for "
@@ -352,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train: env steps between pybullet evaluations (default 500000)")
     bench.add_argument("--out", default=None,
                        help="train: keep the runs under this folder (default: a temporary one)")
+    bench.add_argument("--throughput", type=float, default=None, metavar="SECONDS",
+                       help="train: only measure steady-state throughput for SECONDS per "
+                            "algorithm after warm-up (env steps/s, gradient updates/s, time in "
+                            "updates, bare env steps/s); no evaluation, nothing written")
     bench.add_argument("--seconds", type=float, default=None,
                        help="sim: measuring time per figure (default 3); ros: per row (default 10)")
     bench.add_argument("--repeats", type=int, default=2000, help="infer: calls per latency figure")

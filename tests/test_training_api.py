@@ -254,3 +254,22 @@ def test_cli_resume_refuses_another_algorithm_or_scenario_and_continues_the_run(
     assert policies.load(out / "policy.pt").metadata["global_step"] == 128
     assert main(["train", "--steps", "64", "--out", str(tmp_path / "new")]) == 2
     assert "--algo is required to start a run" in capsys.readouterr().err
+
+
+def test_bench_train_throughput_reports_off_policy_updates_beside_the_bare_env_rate(capsys):
+    from marl_ros.bench import bench_train_throughput
+
+    tiny = {"env": {"num_drones": 2, "width": 8, "height": 8, "footprint": 3, "patch_size": 5,
+                    "summary_size": 2, "max_steps": 10},
+            "trainer": {"num_envs": 2, "rollout_steps": 4},
+            "algo": {"hidden_sizes": [16], "critic_hidden_sizes": [16], "batch_size": 16,
+                     "buffer_size": 256, "learning_starts": 32, "utd_ratio": 0.5}}
+    results = bench_train_throughput(("hatd3",), seconds=0.3, config=tiny)
+    assert results["hatd3_num_envs"] == 2
+    assert results["hatd3_gradient_steps"] >= 4  # utd 0.5 x 8 env steps per iteration
+    for key in ("train_steps_per_s", "updates_per_s", "collect_steps_per_s",
+                "bare_env_steps_per_s"):
+        assert results[f"hatd3_{key}"] > 0
+    assert results["hatd3_updates_per_s"] < results["hatd3_train_steps_per_s"]
+    assert 0 < results["hatd3_update_fraction"] < 1
+    assert "hatd3" in capsys.readouterr().out
