@@ -322,9 +322,12 @@ class OffPolicyAlgorithm:
     # -- learning ------------------------------------------------------------------------------
     def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
              params: Any) -> None:
+        params = list(params)
         optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(list(params), self.cfg.max_grad_norm)
+        # Gradients of the stepped parameters only: an actor's loss runs through the critic,
+        # whose weight gradients would cost a backward pass per layer and be thrown away.
+        loss.backward(inputs=params)
+        nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         optimizer.step()
 
     def critic_step(self, batch: dict[str, torch.Tensor], targets: list[torch.Tensor]) -> float:
