@@ -141,6 +141,8 @@ def run_swarm_cli(bundle: Path, out: Path, seed: int, *extra: str, timeout: floa
         proc.communicate(timeout=10)
         raise
     assert proc.returncode == 0, f"marl-ros swarm failed:\n{stdout}\n{stderr}"
+    crashed = [log.name for log in (out / "logs").glob("*.log") if "Traceback" in log.read_text()]
+    assert not crashed, f"node logs with a traceback: {crashed}"  # every node ended cleanly
     return stdout, json.loads((out / "report.json").read_text())
 
 
@@ -456,9 +458,11 @@ def test_marl_ros_swarm_flies_the_shipped_policy_like_the_simulator(shipped_bund
                                                                    simulator_reference):
     coverage = []
     for seed in MISSION_SEEDS:
-        # Simulated time at twice the wall clock (/clock + use_sim_time) halves the wait.
+        # Real time: at twice the wall clock a loaded 2-core machine (a CI run beside three
+        # training jobs) made the agents late enough for one contact on seed 3 (min separation
+        # 0.114 m); the no-contact claim is about the policy over ROS, not about a starved CPU.
         out = tmp_path / f"seed{seed}"
-        stdout, report = run_swarm_cli(shipped_bundle, out, seed, "--real-time-factor", "2")
+        stdout, report = run_swarm_cli(shipped_bundle, out, seed)
         assert "coverage" in stdout and (out / "coverage.png").stat().st_size > 0
         assert report["complete"] and report["steps"] == MISSION_STEPS
         # No collisions: no two airframes closer than two rotor spans at any tick. (Passes
