@@ -222,6 +222,22 @@ def _log_name(spec: NodeSpec) -> str:
     return (spec.name or spec.executable) + spec.namespace.replace("/", "_")
 
 
+class StopRequest:
+    """A SIGINT/SIGTERM handler that only records the request (the first signal); repeats
+    change nothing. The loop that owns the processes checks it and stops them itself."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signal is None:
+            self.signal = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
 def die_with_parent() -> None:
     """Ask the kernel for SIGTERM (a clean node shutdown, marl_ros/nodes/process.py) when the
     process that started this one dies, however it dies: `marl-ros swarm` killed, `ros2
@@ -331,25 +347,21 @@ def run_graph(specs: list[NodeSpec], timeout_s: float, log_dir: Path | None = No
     sim_node dies, or when this process gets SIGINT/SIGTERM. Every node is stopped on every
     way out, and each dies with this process even when it is SIGKILLed."""
     nodes = NodeProcesses(log_dir)
-    received: list[int] = []
-
-    def request_stop(signum: int, frame: object) -> None:
-        received.append(signum)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for spec in specs:
             nodes.start(spec)
-            if received:
+            if stop.requested:
                 break
         monitor = next(p for s, p in nodes.procs if s.executable == "monitor_node")
         deadline = time.monotonic() + timeout_s
         reported: set[int] = set()
         while monitor.poll() is None and time.monotonic() < deadline:
-            if received:
-                name = signal.Signals(received[0]).name
+            if stop.requested:
+                name = signal.Signals(stop.signal).name
                 raise GraphStopped(f"stopped by {name}; every node was shut down (the monitor "
-                                   "writes the report so far).", 128 + received[0])
+                                   "writes the report so far).", 128 + stop.signal)
             for spec, proc in nodes.procs:
                 code = proc.poll()
                 if code is None or proc is monitor or id(proc) in reported:

@@ -61,8 +61,7 @@ GEOFENCE_FRACTION = 0.01
 """... and drone-ticks outside the geofence by at most this fraction of the episode's
 drone-ticks (4 for 4 drones and 100 ticks)."""
 
-_PARAMS = CrazyflieParams()
-CONTACT_DISTANCE = 2.0 * (_PARAMS.arm + _PARAMS.prop_radius)
+CONTACT_DISTANCE = CrazyflieParams().contact_distance
 """Two rotor spans: closer than this the airframes touch (as monitor_node counts collisions)."""
 GROUND_STRIKE_HEIGHT = 0.1
 """m: a drone this low (the altitude band starts at 0.5 m) has fallen or hit the ground."""

@@ -47,6 +47,11 @@ class CrazyflieParams:
     # Spin direction of motors 0..3 (+1: reaction torque about +z); see `motor_positions`.
     motor_spin: tuple[float, float, float, float] = field(default=(-1.0, 1.0, -1.0, 1.0))
 
+    @property
+    def contact_distance(self) -> float:
+        """Two rotor spans: two drones closer than this (centre to centre) touch."""
+        return 2.0 * (self.arm + self.prop_radius)
+
     def __post_init__(self) -> None:
         for name in ("mass", "arm", "ixx", "iyy", "izz", "kf", "km", "gravity", "prop_radius"):
             value = getattr(self, name)

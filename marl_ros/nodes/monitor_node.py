@@ -66,8 +66,7 @@ class MonitorNode(Node):
         self.min_separation = np.inf
         self.near_collisions = 0
         self.collisions = 0
-        params = CrazyflieParams()
-        self.contact_distance = 2.0 * (params.arm + params.prop_radius)
+        self.contact_distance = CrazyflieParams().contact_distance
         self.geofence_violations = 0
         self.complete = False
         self.report_written = False

@@ -26,26 +26,11 @@ import rclpy.executors
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from marl_ros.graph import die_with_parent
+from marl_ros.graph import StopRequest, die_with_parent
 from marl_ros.runtime import BundleError
 
 START_REFUSED = 2
 SPIN_PERIOD_S = 0.1  # longest wait before a stop request is seen
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM; remembers the first signal. Repeats change nothing."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.signal is None:
-            self.signal = signum
-
-    @property
-    def requested(self) -> bool:
-        return self.signal is not None
 
 
 def install_stop_handlers() -> StopRequest:
