@@ -73,8 +73,14 @@ def choose_providers(provider: str = "auto") -> list[str]:
     return [PROVIDERS[provider]]
 
 
-def _config_mismatch(trained: dict[str, Any], node: dict[str, Any]) -> str | None:
-    for key in sorted(set(trained) | set(node)):
+def _config_mismatch(trained_cfg: Any, node_cfg: Any) -> str | None:
+    """The first observation parameter the two configs set differently, as one sentence.
+    (A parameter only one side's observation depends on, e.g. `action_mode` with
+    `mean_action`, is compared at both sides' values.)"""
+    keys = set(trained_cfg.observation_params()) | set(node_cfg.observation_params())
+    trained = {k: v for k, v in trained_cfg.to_dict().items() if k in keys}
+    node = {k: v for k, v in node_cfg.to_dict().items() if k in keys}
+    for key in sorted(keys):
         if trained.get(key) != node.get(key):
             return (f"the bundle was trained with {key}={trained.get(key)!r} but this node is "
                     f"configured with {key}={node.get(key)!r}; set {key} to "
@@ -183,8 +189,7 @@ class OnnxPolicy:
                               "changed since export (retrain and re-export).")
         if config is not None:
             if observation_hash(config) != built:
-                problem = _config_mismatch(trained.observation_params(),
-                                           config.observation_params())
+                problem = _config_mismatch(trained, config)
                 raise BundleError(problem or "the node's observation differs from the bundle's.")
 
     @staticmethod

@@ -37,10 +37,12 @@ from policies.policy import TrainedPolicy, load
 ON_POLICY_ALGORITHM_NAMES = ("mappo", "happo", "hatrpo", "haa2c")
 VALUE_ALGORITHM_NAMES = ("iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma")  # discrete
 OFF_POLICY_ALGORITHM_NAMES = ("maddpg", "haddpg", "hatd3")
-ALGORITHM_NAMES = ON_POLICY_ALGORITHM_NAMES + VALUE_ALGORITHM_NAMES + OFF_POLICY_ALGORITHM_NAMES
+MEAN_FIELD_ALGORITHM_NAMES = ("mf_q", "mf_ac")
+ALGORITHM_NAMES = (ON_POLICY_ALGORITHM_NAMES + VALUE_ALGORITHM_NAMES + OFF_POLICY_ALGORITHM_NAMES
+                   + MEAN_FIELD_ALGORITHM_NAMES)
 # A family is a folder `policies/<family>/`: its algorithms, its registry
 # (`policies.onpolicy.ALGORITHMS`, `policies.value.VALUE_ALGORITHMS`,
-# `policies.offpolicy.OFFPOLICY_ALGORITHMS`) and its hooks for the
+# `policies.offpolicy.OFFPOLICY_ALGORITHMS`, `policies.meanfield.MEANFIELD_ALGORITHMS`) and its hooks for the
 # one training loop (`policies/<family>/trainer.py`, picked by `family_trainer`).
 
 
@@ -90,6 +92,10 @@ def family_trainer(algo: str) -> type:
         from policies.offpolicy.trainer import OffPolicyTrainer
 
         return OffPolicyTrainer
+    if algo in MEAN_FIELD_ALGORITHM_NAMES:
+        from policies.meanfield.trainer import MeanFieldTrainer
+
+        return MeanFieldTrainer
     raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHM_NAMES)}.")
 
 
@@ -100,6 +106,6 @@ def check_total_steps(total_steps: Any) -> None:
         raise ValueError(f"total_steps must be a positive number of env steps (got {total_steps!r}).")
 
 
-__all__ = ["ALGORITHM_NAMES", "OFF_POLICY_ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES",
+__all__ = ["ALGORITHM_NAMES", "MEAN_FIELD_ALGORITHM_NAMES", "OFF_POLICY_ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES",
            "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
            "family_trainer", "load", "train"]

@@ -146,11 +146,12 @@ def parse_overrides(items: list[str], known: dict[str, set[str]]) -> dict[str, A
 def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] | str | Path | None,
                    overrides: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """The complete config for a run (see the module docstring for the order)."""
+    from policies.meanfield import MEANFIELD_ALGORITHMS
     from policies.offpolicy import OFFPOLICY_ALGORITHMS
     from policies.onpolicy import ALGORITHMS
     from policies.value import VALUE_ALGORITHMS
 
-    families = {**ALGORITHMS, **VALUE_ALGORITHMS, **OFFPOLICY_ALGORITHMS}
+    families = {**ALGORITHMS, **VALUE_ALGORITHMS, **OFFPOLICY_ALGORITHMS, **MEANFIELD_ALGORITHMS}
     if algorithm not in families:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(families)}.")
     algo_cls = families[algorithm].config_class

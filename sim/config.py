@@ -64,6 +64,9 @@ class SwarmConfig:
     # What a drone can hear: neighbours within comm_radius, the K nearest of them.
     comm_radius: float = 1.5
     num_neighbours: int = 3
+    # Mean-field observation field: the mean action of every neighbour heard (sim.obs
+    # neighbour_mean_action), appended last. Off by default; the mean-field family sets it.
+    mean_action: bool = False
     # Geofence: the field in x/y and this altitude band in z.
     altitude_min: float = 0.5
     altitude_max: float = 1.5
@@ -131,6 +134,8 @@ class SwarmConfig:
                      f"{name} must be a finite number > 0 (got {value!r}).")
         _require(isinstance(self.num_neighbours, int) and 0 <= self.num_neighbours,
                  f"num_neighbours must be an integer >= 0 (got {self.num_neighbours!r}).")
+        _require(isinstance(self.mean_action, bool),
+                 f"mean_action must be true or false (got {self.mean_action!r}).")
         _require(0.0 < self.altitude_min < self.altitude_max,
                  f"altitude band must satisfy 0 < altitude_min < altitude_max "
                  f"(got {self.altitude_min!r}, {self.altitude_max!r}).")
@@ -167,8 +172,17 @@ class SwarmConfig:
         return {"scenario": self.scenario, **dataclasses.asdict(self)}
 
     def observation_params(self) -> dict[str, Any]:
-        """The parameters the observation depends on (what a policy bundle must match)."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.SIM_ONLY}
+        """The parameters the observation depends on (what a policy bundle must match).
+
+        With `mean_action` the observation also depends on the action mode (the mean action
+        lives in its action space); without it, `mean_action` is left out so that bundles
+        written before the field existed keep their hash."""
+        params = {k: v for k, v in self.to_dict().items() if k not in self.SIM_ONLY}
+        if self.mean_action:
+            params["action_mode"] = self.action_mode
+        else:
+            del params["mean_action"]
+        return params
 
 
 @dataclass(frozen=True)

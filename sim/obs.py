@@ -12,7 +12,9 @@ What a drone knows:
   filter is applied here);
 - coverage: its own belief map, the cells it covered plus the footprints of
   neighbours it heard, updated with `update_belief` once per policy tick;
-- spread: the landmark positions (the task definition).
+- spread: the landmark positions (the task definition);
+- with `cfg.mean_action` (the mean-field family): the mean action of the neighbours it
+  heard, read off their velocities (`neighbour_mean_action`), as the last field.
 
 Belief maps are int8 arrays (small: the simulator keeps one per drone per
 environment) padded by a border so that egocentric patches never index outside,
@@ -28,7 +30,7 @@ import json
 
 import numpy as np
 
-from sim.config import CoverageConfig, SpreadConfig, SwarmConfig
+from sim.config import DISCRETE_ACTIONS, CoverageConfig, SpreadConfig, SwarmConfig
 
 OBS_DTYPE = np.float32
 TO_COVER, COVERED, OUTSIDE = 1, 0, -1  # belief cell values
@@ -52,6 +54,8 @@ def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
         ]
     elif isinstance(cfg, SpreadConfig):
         layout += [("landmarks", cfg.num_landmarks * 3)]  # relative positions / arena size
+    if cfg.mean_action:
+        layout += [("neighbour_mean_action", mean_action_size(cfg))]  # always the last field
     return layout
 
 
@@ -108,6 +112,40 @@ def nearest_neighbours(own_pos: np.ndarray, own_vel: np.ndarray, other_pos: np.n
     flat_out[:, :take, 3:6] = rel_vel[rows, order] * (present / cfg.vxy)
     flat_out[:, :take, 6:7] = present
     return out
+
+
+def mean_action_size(cfg: SwarmConfig) -> int:
+    """Width of the mean action: one share per discrete action, or (vx, vy, vz)."""
+    return len(DISCRETE_ACTIONS) if cfg.action_mode == "discrete" else 3
+
+
+_DIRECTIONS = np.array([d for _, d in DISCRETE_ACTIONS])  # (A, 3) unit setpoints, hover = 0
+
+
+def neighbour_mean_action(other_vel: np.ndarray, heard: np.ndarray,
+                          cfg: SwarmConfig) -> np.ndarray:
+    """The mean action of the neighbours heard, (..., A): what mean-field policies read.
+
+    A drone hears its neighbours' velocities, not their commands; a velocity tracks the
+    setpoint the neighbour was last commanded, so it stands for that neighbour's action (one
+    policy tick old, as in Yang et al.'s Algorithm 1, where an agent acts on the mean of the
+    previous actions). Continuous: the velocity over the limits (vx/vxy, vy/vxy, vz/vz),
+    clipped to [-1, 1]; the yaw rate is not heard, so the mean holds the three translational
+    components. Discrete: the one-hot of the discrete action whose setpoint is nearest to
+    that scaled velocity, so the mean is the share of neighbours flying each action. Zeros
+    when no neighbour is heard. other_vel: (..., M, 3); heard: (..., M) from `heard_mask`.
+    """
+    scaled = np.asarray(other_vel, dtype=np.float64) / np.array([cfg.vxy, cfg.vxy, cfg.vz])
+    if cfg.action_mode == "discrete":
+        # nearest setpoint: argmin |u - d|^2 = argmin |d|^2 - 2 u.d
+        score = (_DIRECTIONS ** 2).sum(-1) - 2.0 * scaled @ _DIRECTIONS.T  # (..., M, A)
+        actions = np.eye(len(DISCRETE_ACTIONS))[score.argmin(-1)]
+    else:
+        actions = np.clip(scaled, -1.0, 1.0)
+    weight = heard.astype(np.float64)
+    total = np.einsum("...m,...ma->...a", weight, actions)
+    count = weight.sum(-1)[..., None]
+    return (total / np.maximum(count, 1.0)).astype(OBS_DTYPE)
 
 
 # ----------------------------------------------------------------------------------------
@@ -290,4 +328,6 @@ def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, l
             raise ValueError("spread observations need the landmark positions (L, 3).")
         rel = (np.asarray(landmarks, dtype=np.float64) - own_pos[..., None, :]) / cfg.arena_size
         parts.append(rel.reshape(own_pos.shape[:-1] + (-1,)).astype(OBS_DTYPE))
+    if cfg.mean_action:
+        parts.append(neighbour_mean_action(other_vel, heard, cfg))
     return np.concatenate(parts, axis=-1)

@@ -197,7 +197,9 @@ class OffPolicyAlgorithm:
                                  for member in self.subpolicies for actor in member]
         self.critics = self.make_critics()
         self.target_critics = copy.deepcopy(self.critics)
-        self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=cfg.lr_critic)
+        critic_params = list(self.critics.parameters())  # none: MF-Q's Q-network is its actor
+        self.critic_optimizer = (torch.optim.Adam(critic_params, lr=cfg.lr_critic)
+                                 if critic_params else None)
         self.gradient_steps = 0
 
     @property
@@ -273,6 +275,10 @@ class OffPolicyAlgorithm:
         cfg = self.cfg
         frac = min(1.0, env_steps / max(1, cfg.noise_anneal_steps))
         return cfg.exploration_noise + frac * (cfg.exploration_noise_final - cfg.exploration_noise)
+
+    def exploration_figures(self, env_steps: int) -> dict[str, float]:
+        """What the trainer logs of the exploration schedule."""
+        return {"charts/exploration_noise": self.noise_std(env_steps)}
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray, env_steps: int, members: np.ndarray) -> np.ndarray:
@@ -383,7 +389,8 @@ class OffPolicyAlgorithm:
     def state_dict(self) -> dict[str, Any]:
         return {**{k: m.state_dict() for k, m in self.modules().items()},
                 "actor_optimizers": [o.state_dict() for o in self.actor_optimizers],
-                "critic_optimizer": self.critic_optimizer.state_dict(),
+                "critic_optimizer": (self.critic_optimizer.state_dict()
+                                     if self.critic_optimizer else None),
                 "gradient_steps": self.gradient_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -391,5 +398,6 @@ class OffPolicyAlgorithm:
             m.load_state_dict(state[k])
         for opt, s in zip(self.actor_optimizers, state["actor_optimizers"], strict=True):
             opt.load_state_dict(s)
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if self.critic_optimizer:
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.gradient_steps = int(state["gradient_steps"])

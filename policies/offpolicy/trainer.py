@@ -31,6 +31,7 @@ class OffPolicyTrainer(Trainer):
     """MADDPG, HADDPG, HATD3: deterministic actors learned from a transition replay buffer."""
 
     algorithms = OFFPOLICY_ALGORITHMS
+    stores_state = True  # centralised critics read env.state(); the mean-field family does not
 
     def make_storage(self) -> None:
         """The observation normaliser (per agent unless shared) and the replay buffer."""
@@ -49,7 +50,7 @@ class OffPolicyTrainer(Trainer):
     def start_segment(self) -> None:
         e = self.env.num_envs
         self.obs = self.env.reset(seed=segment_seed(self.seed, self.update))
-        self.state = self.env.state()
+        self.state = self.env_state()
         self.members = self.algo.draw_subpolicies(e)
         self.episode_return = np.zeros(e)
         self.episode_length = np.zeros(e, np.int64)
@@ -62,11 +63,12 @@ class OffPolicyTrainer(Trainer):
             actions = algo.explore(self.obs_norm(self.obs), self.global_step, self.members)
             next_obs, reward, terminated, _, infos = env.step(algo.env_actions(actions))
             done = infos["done"].astype(bool)
-            next_state = env.state()
+            next_state = self.env_state()
             stored_obs, stored_state = next_obs.copy(), next_state.copy()
             if done.any():  # the rows that reset: the transition ends at the final obs/state
                 stored_obs[done] = infos["final_obs"][done]
-                stored_state[done] = infos["final_state"][done]
+                if self.stores_state:
+                    stored_state[done] = infos["final_state"][done]
             agent_rewards = infos.get("agent_rewards")
             if agent_rewards is None:
                 agent_rewards = np.repeat(reward[:, None], env.spec.num_agents, 1)
@@ -90,10 +92,22 @@ class OffPolicyTrainer(Trainer):
                 self.members[done] = algo.draw_subpolicies(int(done.sum()))
             self.obs, self.state = next_obs, next_state
         self.obs_norm.update(np.stack(raw_obs))
-        self.state_norm.update(np.stack(raw_states))
+        if self.stores_state:
+            self.state_norm.update(np.stack(raw_states))
         if not finished:
             return {}
         return {k: float(np.mean([ep[k] for ep in finished if k in ep])) for k in finished[0]}
+
+    def env_state(self) -> np.ndarray:
+        """The global state of every env (E, S), or (E, 0) where the family keeps none."""
+        if self.stores_state:
+            return self.env.state()
+        return np.zeros((self.env.num_envs, 0), np.float32)
+
+    def learning_ready(self) -> bool:
+        """Past the random phase, with a batch's worth of transitions in the buffer."""
+        acfg = self.algo.cfg
+        return self.global_step >= acfg.learning_starts and self.buffer.size >= acfg.batch_size
 
     def sample(self, batch_size: int, agent: int | None = None,
                subpolicy: int | None = None) -> dict[str, torch.Tensor]:
@@ -115,8 +129,8 @@ class OffPolicyTrainer(Trainer):
     def update_step(self) -> dict[str, float]:
         """`utd_ratio` gradient steps per env step of this iteration, once learning starts."""
         acfg = self.algo.cfg
-        figures = {"charts/exploration_noise": self.algo.noise_std(self.global_step)}
-        if self.global_step < acfg.learning_starts or self.buffer.size < acfg.batch_size:
+        figures = self.algo.exploration_figures(self.global_step)
+        if not self.learning_ready():
             return figures
         self.update_credit += acfg.utd_ratio * self.tcfg.rollout_steps * self.env.num_envs
         steps = int(self.update_credit)
