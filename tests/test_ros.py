@@ -72,6 +72,23 @@ def random_bundle(tmp_path_factory) -> Path:
     return export_bundle(_random_policy(False), tmp_path_factory.mktemp("bundle") / "random")
 
 
+@pytest.fixture(scope="module")
+def meanfield_bundle(tmp_path_factory) -> Path:
+    """A mean-field (MF-AC, Box actions) coverage bundle: briefly trained, then given a larger
+    output layer so that its drones move and its observations' mean-action field varies."""
+    import torch
+
+    import policies
+    from policies.export import export_bundle
+
+    policy = policies.train("mf_ac", "coverage", 512, seed=0, overrides=[
+        "trainer.progress=false", "trainer.tensorboard=false", "algo.learning_starts=256",
+        "algo.hidden_sizes=[32, 32]", "algo.critic_hidden_sizes=[32, 32]"])
+    torch.manual_seed(0)
+    policy.actors[0].head[0].weight.data.normal_(0.0, 0.02)  # setpoints up to ~1 m/s
+    return export_bundle(policy, tmp_path_factory.mktemp("bundle") / "meanfield")
+
+
 def _env() -> dict[str, str]:
     return node_env(DOMAIN_ID)
 
@@ -235,7 +252,12 @@ def test_missing_or_mismatched_bundle_stops_the_node_with_one_sentence(case, ran
 # ------------------------------------------------------------------------------------------------
 # Parity: the agent node fed the simulator's states publishes the simulator's commands
 # ------------------------------------------------------------------------------------------------
-def test_agent_nodes_fed_recorded_states_publish_the_simulator_commands(shipped_bundle, probe):
+@pytest.mark.parametrize("bundle_name", ["shipped_bundle", "meanfield_bundle"])
+def test_agent_nodes_fed_recorded_states_publish_the_simulator_commands(bundle_name, probe,
+                                                                       request):
+    """Node parity: the agent nodes, fed the simulator's states over DDS, publish the
+    simulator's setpoints; for the mean-field bundle this includes the neighbours' mean
+    action each node computes from the swarm-state velocities it hears."""
     import rclpy
     from geometry_msgs.msg import Twist
     from nav_msgs.msg import Odometry
@@ -251,13 +273,16 @@ def test_agent_nodes_fed_recorded_states_publish_the_simulator_commands(shipped_
         twist_to_setpoint,
     )
 
+    shipped_bundle = request.getfixturevalue(bundle_name)
     ticks = 40
     record = simulator_mission(shipped_bundle, seed=11, steps=ticks)
     n = record["positions"].shape[1]
     agents = [AgentNode("agent", namespace=f"/drone_{i}", context=probe.context,
                         parameter_overrides=[Parameter("bundle", value=str(shipped_bundle)),
                                              Parameter("drone_id", value=i),
-                                             Parameter("num_drones", value=n)])
+                                             Parameter("num_drones", value=n),
+                                             # the untrained bundle leaves the field: no guard
+                                             Parameter("geofence_margin", value=100.0)])
               for i in range(n)]
     for agent in agents:
         agent.timer.cancel()  # ticks are driven by the test, one per recorded state
@@ -477,6 +502,15 @@ def test_marl_ros_swarm_flies_the_shipped_policy_like_the_simulator(shipped_bund
     assert abs(np.mean(coverage) - simulator_reference["coverage"]) <= 0.10, (
         coverage, simulator_reference)
     assert np.mean(coverage) > 0.25  # well above a hovering swarm's start footprints
+
+
+@pytest.mark.slow
+def test_marl_ros_swarm_flies_a_mean_field_bundle_to_the_end(meanfield_bundle, tmp_path):
+    """The same graph flies a mean-field bundle unchanged: the agents compute the mean action
+    from the swarm-state topic, the mission completes, every node ends cleanly."""
+    stdout, report = run_swarm_cli(meanfield_bundle, tmp_path / "mf", 1)
+    assert report["complete"] and report["steps"] == MISSION_STEPS
+    assert report["coverage"] > 0.0 and "coverage" in stdout
 
 
 @pytest.mark.slow
