@@ -64,7 +64,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "infer":
         bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
     elif args.what == "ros":
-        bench.bench_ros(seconds=args.seconds or 10.0, rate=args.rate, bundle=args.bundle)
+        bench.bench_ros(seconds=args.seconds or 10.0, rate=args.rate, bundle=args.bundle,
+                        drones=tuple(args.drones))
     return 0
 
 
@@ -161,13 +162,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def training_granularity(resolved: dict) -> str:
     """Why a run trains more env steps than asked: it stops only between whole collections."""
-    from policies import OFF_POLICY_ALGORITHM_NAMES, VALUE_ALGORITHM_NAMES
+    from policies import (
+        MEAN_FIELD_ALGORITHM_NAMES,
+        OFF_POLICY_ALGORITHM_NAMES,
+        VALUE_ALGORITHM_NAMES,
+    )
 
     trainer = resolved["trainer"]
     if resolved["algorithm"] in VALUE_ALGORITHM_NAMES:
         return f"training collects whole episodes, {trainer['num_envs']} at a time"
     per_update = trainer["num_envs"] * trainer["rollout_steps"]
-    if resolved["algorithm"] in OFF_POLICY_ALGORITHM_NAMES:
+    if resolved["algorithm"] in OFF_POLICY_ALGORITHM_NAMES + MEAN_FIELD_ALGORITHM_NAMES:
         return (f"training collects whole iterations of {per_update:,} steps into its replay "
                 f"buffer, {trainer['num_envs']} envs x {trainer['rollout_steps']} steps")
     return (f"training runs whole rollouts of {per_update:,} steps, {trainer['num_envs']} envs x "
@@ -218,10 +223,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     report = evaluate_run(args.run, backend=args.backend, episodes=args.episodes, seed=args.seed,
-                          gif=args.gif)
+                          gif=args.gif, num_drones=args.num_drones)
     pol, base = report["policy"], report["random_walk"]
+    swarm = ""
+    if args.num_drones is not None:
+        env = report["env"]
+        field = (f"{env['width']} x {env['height']} cells" if "width" in env
+                 else f"{env['arena_size']:g} m arena")
+        swarm = f", {args.num_drones} drones on {field}"
     print(f"{report['algorithm']} on {report['scenario']} ({args.backend}, {args.episodes} "
-          f"episodes): coverage {100 * pol['coverage']:.1f}% (min {100 * pol['coverage_min']:.1f}%), "
+          f"episodes{swarm}): coverage {100 * pol['coverage']:.1f}% (min {100 * pol['coverage_min']:.1f}%), "
           f"random walk {100 * base['coverage']:.1f}%; return {pol['episode_return']:.3f}, "
           f"near-collisions/episode {pol['episode_collisions']:.2f}")
     print(f"wrote {report['json']}")
@@ -332,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="throughput benchmarks (not tests)",
                            description="Print throughput figures with a baseline measured in the "
-                                       "same run. 'sim': PyBullet physics steps/s for 4 and 16 "
-                                       "drones, fast-backend env steps/s at 1, 32, 512 envs. "
+                                       "same run. 'sim': PyBullet physics steps/s for 4, 16, 64 "
+                                       "drones, fast-backend env steps/s at 1, 32, 512 envs "
+                                       "and at 4, 16, 64, 256 drones per env. "
                                        "'train': --algos (default MAPPO, HAPPO) on default "
                                        "coverage, training env steps/s (off-policy: also "
                                        "gradient updates/s) and "
@@ -341,9 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "S only S seconds of steady-state training throughput "
                                        "per algorithm, no evaluation. "
                                        "'infer': batch-1 latency, torch eager vs onnxruntime. "
-                                       "'ros': agent nodes at --rate Hz with sim_node for 4, 8, "
-                                       "16 drones, one process per agent vs one process for "
-                                       "all: deadline misses, odom-to-cmd_vel latency, CPU.")
+                                       "'ros': agent nodes at --rate Hz with sim_node for "
+                                       "--drones (default 4, 8, 16), one process per agent "
+                                       "(where the machine holds them) vs one process for "
+                                       "all: deadline misses, odom-to-cmd_vel latency, CPU, "
+                                       "the sim_node's real-time factor.")
     bench.add_argument("what", choices=["sim", "train", "infer", "ros"],
                        help="what to benchmark")
     bench.add_argument("--minutes", type=float, default=30.0,
@@ -364,12 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sim: measuring time per figure (default 3); ros: per row (default 10)")
     bench.add_argument("--repeats", type=int, default=2000, help="infer: calls per latency figure")
     bench.add_argument("--rate", type=float, default=30.0, help="ros: agent control rate in Hz")
+    bench.add_argument("--drones", type=int, nargs="+", default=[4, 8, 16], metavar="N",
+                       help="ros: drone counts, one row each (default 4 8 16; e.g. 4 8 16 32 64)")
     bench.add_argument("--bundle", default=None,
                        help="infer: bundle holding policy.pt (default the shipped coverage_4); "
                             "ros: bundle flown (default random weights, shared parameters)")
     bench.set_defaults(func=cmd_bench)
     train = sub.add_parser("train", help="train a CTDE algorithm (on-policy, value "
-                                         "decomposition, COMA or off-policy) on a scenario",
+                                         "decomposition, COMA, off-policy or mean-field) on a scenario",
                            description="Train a CTDE policy on a sim scenario. Configs: "
                                        "policies/configs/<algo>.yaml and <scenario>.yaml, then "
                                        "key=value overrides (algo.lr_actor=3e-4, "
@@ -378,10 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--algo", default=None,
                        choices=["mappo", "happo", "hatrpo", "haa2c",  # policies.ALGORITHM_NAMES
                                 "iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma",
-                                "maddpg", "haddpg", "hatd3"],
+                                "maddpg", "haddpg", "hatd3", "mf_q", "mf_ac"],
                        help="required unless --resume (which continues the run's own); iql, vdn, "
-                            "qmix, qtran_base, qtran_alt and coma need discrete actions (their "
-                            "coverage.yaml sections set env.action_mode=discrete)")
+                            "qmix, qtran_base, qtran_alt, coma and mf_q need discrete actions "
+                            "(their config sections set env.action_mode=discrete)")
     train.add_argument("--scenario", default=None,
                        help="sim scenario (default coverage; with --resume the run's own)")
     train.add_argument("--num-drones", type=int, default=None, help="drones (scenario default 4)")
@@ -419,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345,
                           help="seed of the first episode (--robustness: episode i uses seed + i)")
     evaluate.add_argument("--gif", action="store_true", help="also write an episode GIF")
+    evaluate.add_argument("--num-drones", type=int, default=None, metavar="N",
+                          help="fly N drones instead of the trained count, on the field "
+                               "sim.config.scaled_field gives N (the default drone density); "
+                               "writes eval_<backend>_n<N>.json (a policy without agent ids)")
     evaluate.add_argument("--robustness", action="store_true",
                           help="sim-to-real readiness report of a policy bundle")
     evaluate.add_argument("--sweeps", nargs="+", default=None, metavar="NAME[=V1,V2,...]",

@@ -101,8 +101,8 @@ class SimVecEnv:
     def step(self, actions: np.ndarray):
         act = actions[..., 0].astype(np.int64) if self.discrete else np.clip(actions, -1.0, 1.0)
         obs, rew, term, trunc, infos = self.venv.step(act)
-        infos = {**infos, "agent_rewards": np.asarray(rew, np.float32)}
-        return obs, rew[:, 0], term.all(axis=1), trunc.all(axis=1), infos
+        infos = {**infos, "agent_rewards": np.asarray(rew, np.float32)}  # own shares or the team's
+        return obs, infos["team_reward"], term.all(axis=1), trunc.all(axis=1), infos
 
     def state(self) -> np.ndarray:
         return self.venv.state()

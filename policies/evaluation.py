@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import sim
+from policies.envs import to_env_action
 from policies.policy import TrainedPolicy
 from sim.scripted import random_walk_actions
 
@@ -79,8 +80,11 @@ def record_episode(policy: TrainedPolicy, scenario: str, backend: str, seed: int
     images = [env.render()] if frames else []
     info: dict[str, float] = {}
     total = 0.0
+    agents = env.possible_agents  # the batched call flies any count a shared policy can
     while env.agents:
-        obs, rewards, _, _, infos = env.step(policy.act(obs, deterministic=True))
+        acts = policy.act_batch(np.stack([obs[a] for a in agents])[None])[0]
+        actions = {a: to_env_action(env.action_space(a), acts[i]) for i, a in enumerate(agents)}
+        obs, rewards, _, _, infos = env.step(actions)
         total += float(np.mean(list(rewards.values())))
         info = next(iter(infos.values()))
         if frames:
@@ -120,11 +124,13 @@ def save_learning_curve(progress_csv: Any, path: Any, title: str) -> Any:
 
 
 def evaluate_run(run_dir: Any, backend: str = "pybullet", episodes: int = 10, seed: int = 12345,
-                 gif: bool = False) -> dict[str, Any]:
+                 gif: bool = False, num_drones: int | None = None) -> dict[str, Any]:
     """Evaluate a training run folder: JSON report, learning curve, coverage PNG, GIF.
 
     Writes `eval_<backend>.json`, `learning_curve.png`, `coverage_<backend>.png` and
     (with gif) `episode_<backend>.gif` into the run folder and returns the report.
+    num_drones: fly that many drones instead, on the field `sim.config.scaled_field` gives
+    them (files named `..._<backend>_n<N>`); the policy must fly any count (no agent ids).
     """
     import json
     from pathlib import Path
@@ -141,6 +147,18 @@ def evaluate_run(run_dir: Any, backend: str = "pybullet", episodes: int = 10, se
                          "policies.load(...).act(...) in your own loop.")
     policy = load(run / "policy.pt")
     params = {k: v for k, v in policy.metadata.get("env_config", {}).items() if k != "scenario"}
+    tag = backend
+    if num_drones is not None:
+        from sim.config import scaled_field
+
+        per_agent = (policy.network.get("agent_id") if not hasattr(policy, "share_params")
+                     else policy.id_size or not policy.share_params)  # value family: one network
+        if per_agent:
+            raise ValueError(f"{run} holds a policy for exactly {len(policy.agents)} drones (one "
+                             "network per agent, or agent ids); --num-drones needs a shared "
+                             "policy without agent ids.")
+        params.update(num_drones=num_drones, **scaled_field(scenario, num_drones))
+        tag = f"{backend}_n{num_drones}"
     result = evaluate(policy, scenario, episodes, backend, seed, **params)
     baseline = evaluate_random_walk(scenario, episodes, backend, seed, **params)
     report: dict[str, Any] = {
@@ -155,17 +173,17 @@ def evaluate_run(run_dir: Any, backend: str = "pybullet", episodes: int = 10, se
     episode = record_episode(policy, scenario, backend, seed, frames=gif, **params)
     if episode["covered"] is not None:
         report["coverage_png"] = str(save_coverage_png(
-            run / f"coverage_{backend}.png", episode["cfg"], episode["covered"],
+            run / f"coverage_{tag}.png", episode["cfg"], episode["covered"],
             episode["trajectories"],
             f"{config['algorithm']} ({backend}): {100 * episode['info'].get('coverage', 0):.1f}%"))
     if gif:
         from PIL import Image
 
         images = [Image.fromarray(f) for f in episode["frames"]]
-        path = run / f"episode_{backend}.gif"
+        path = run / f"episode_{tag}.gif"
         images[0].save(path, save_all=True, append_images=images[1:], duration=125, loop=0)
         report["gif"] = str(path)
-    out = run / f"eval_{backend}.json"
+    out = run / f"eval_{tag}.json"
     out.write_text(json.dumps(report, indent=2))
     report["json"] = str(out)
     return report

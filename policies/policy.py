@@ -101,6 +101,15 @@ class TrainedPolicy:
             self._batch_hidden = torch.zeros(e, n, self.actor_of(0).hidden_size)
         width = max(action_size(s) for s in self.action_spaces)
         out = np.zeros((e, n, width), np.float32)
+        if self.share_params and not self.id_size:  # one call for every drone of every env
+            actor = self.actor_of(0)
+            x = x_all[..., : self.obs_sizes[0]].reshape(1, e * n, -1)
+            dist, h = actor.forward_sequence(x, starts_t.repeat_interleave(n, dim=1),
+                                             self._batch_hidden.reshape(e * n, -1))
+            self._batch_hidden = h.reshape(e, n, -1)
+            action = (actor.mode(dist) if deterministic else actor.sample(dist))[0]
+            out[..., : action.shape[-1]] = action.reshape(e, n, -1).numpy()
+            return out
         for i in range(n):
             x = x_all[:, i, : self.obs_sizes[i]]
             if self.id_size:

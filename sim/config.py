@@ -74,6 +74,9 @@ class SwarmConfig:
     collision_distance: float = 0.3
     collision_penalty: float = 0.05
     geofence_penalty: float = 0.05
+    # Pay each drone its own share of the team reward (times N, so that the drones' mean is
+    # the team reward) instead of the team reward: see sim.vec_env. The mean-field family sets it.
+    agent_rewards: bool = False
     # Simulation options (do not change the observation).
     drag: bool = False
     ground_effect: bool = False
@@ -91,7 +94,7 @@ class SwarmConfig:
     scenario = "base"
     # Fields that do not change what an agent observes; they stay out of the observation hash.
     SIM_ONLY = (
-        "action_mode", "max_steps", "collision_penalty", "geofence_penalty", "drag",
+        "action_mode", "max_steps", "collision_penalty", "geofence_penalty", "agent_rewards", "drag",
         "ground_effect", "sensor_noise", "actuation_delay", "randomize", "gui",
         "collision_distance", "start_altitude", "yaw_rate",
         "odom_latency", "odom_period", "neighbour_drop", "command_delay",
@@ -134,8 +137,9 @@ class SwarmConfig:
                      f"{name} must be a finite number > 0 (got {value!r}).")
         _require(isinstance(self.num_neighbours, int) and 0 <= self.num_neighbours,
                  f"num_neighbours must be an integer >= 0 (got {self.num_neighbours!r}).")
-        _require(isinstance(self.mean_action, bool),
-                 f"mean_action must be true or false (got {self.mean_action!r}).")
+        for name in ("mean_action", "agent_rewards"):
+            _require(isinstance(getattr(self, name), bool),
+                     f"{name} must be true or false (got {getattr(self, name)!r}).")
         _require(0.0 < self.altitude_min < self.altitude_max,
                  f"altitude band must satisfy 0 < altitude_min < altitude_max "
                  f"(got {self.altitude_min!r}, {self.altitude_max!r}).")
@@ -271,6 +275,25 @@ def make_config(name: str, **params: Any) -> SwarmConfig:
     return cls(**params)
 
 
+def scaled_field(name: str, num_drones: int) -> dict[str, Any]:
+    """Field parameters that give `num_drones` about the drone density of the scenario's
+    default (coverage: 4 drones on 20 x 20 cells of 0.25 m, 100 cells a drone; spread: 4 drones
+    in a 4 m arena, 4 m^2 a drone), the cell size and everything else unchanged: the side grows
+    with sqrt(N / 4), coverage rounded up to whole summary blocks, spread to 0.1 m. What the
+    large-swarm benchmarks and tests use; pass it on as `make_config(name, num_drones=N,
+    **scaled_field(name, N))`."""
+    _require(isinstance(num_drones, int) and num_drones >= 1,
+             f"num_drones must be an integer >= 1 (got {num_drones!r}).")
+    scale = math.sqrt(num_drones / 4)
+    if name == "coverage":
+        block = CoverageConfig.summary_size
+        side = block * math.ceil(round(CoverageConfig.width * scale / block, 6))
+        return {"width": side, "height": side}
+    if name == "spread":
+        return {"arena_size": round(SpreadConfig.arena_size * scale, 1)}
+    raise ConfigError(f"unknown scenario {name!r}; choose one of: {', '.join(sorted(SCENARIOS))}.")
+
+
 def config_from_dict(data: dict[str, Any]) -> SwarmConfig:
     """Inverse of `SwarmConfig.to_dict` (used when loading policy bundles)."""
     data = dict(data)
@@ -283,5 +306,5 @@ def config_from_dict(data: dict[str, Any]) -> SwarmConfig:
 __all__ = [
     "ACTION_MODES", "CONTROL_HZ", "ConfigError", "CoverageConfig", "DISCRETE_ACTIONS",
     "SCENARIOS", "SpreadConfig", "SwarmConfig", "VALID_POLICY_HZ", "config_from_dict",
-    "make_config",
+    "make_config", "scaled_field",
 ]

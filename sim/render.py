@@ -81,7 +81,8 @@ def save_coverage_png(path: str | Path, cfg: CoverageConfig, covered: np.ndarray
     ax.set_xlabel("x [m] (east)")
     ax.set_ylabel("y [m] (north)")
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
+    if trajectories.shape[1] <= len(COLOURS):  # beyond, colours repeat and a legend hides the map
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_aspect("equal")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

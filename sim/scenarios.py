@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim import neighbours
 from sim import obs as O
 from sim.config import CoverageConfig, SpreadConfig, SwarmConfig
 
@@ -42,10 +43,19 @@ def pairwise_distances(pos: np.ndarray) -> np.ndarray:
     return d
 
 
+def own_safety_counts(pos: np.ndarray, cfg: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each drone's near-collision partners and whether it is outside the geofence, (E, N)
+    each: half of each pair's count per partner, so the drones' sums are `safety_counts`."""
+    partners = (pairwise_distances(pos) < cfg.collision_distance).sum(axis=2)
+    return 0.5 * partners, (~O.inside_geofence(pos, cfg)).astype(np.float64)
+
+
 def safety_counts(pos: np.ndarray, cfg: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
     """Near-collision pairs and drones outside the geofence, per env: (E,), (E,)."""
-    d = pairwise_distances(pos)
-    close = np.triu(d < cfg.collision_distance, k=1).sum(axis=(1, 2))
+    if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
+        close = neighbours.close_pair_counts(pos, cfg.collision_distance)
+    else:
+        close = np.triu(pairwise_distances(pos) < cfg.collision_distance, k=1).sum(axis=(1, 2))
     outside = (~O.inside_geofence(pos, cfg)).sum(axis=1)
     return close, outside
 
@@ -89,11 +99,23 @@ class Scenario:
         valid = self.other_valid[env_ids]
         return valid if received is None else valid & received
 
-    def _others(self, pos: np.ndarray, vel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every drone's view of all drones: (E, N, N, 3) each (masked by other_valid)."""
+    def _others(self, pos: np.ndarray, vel: np.ndarray, env_ids,
+                received: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What each drone may hear: positions and velocities (E, N, M, 3) of other drones
+        and which entries are real (E, N, M). Small swarms: all N drones (M = N, masked by
+        other_valid); large ones: only the drones within the communication radius
+        (sim.neighbours, O(N) instead of O(N^2)). sim.obs applies the radius itself, so the
+        observation is the same either way."""
         n = self.cfg.num_drones
-        return (np.broadcast_to(pos[:, None], pos.shape[:1] + (n,) + pos.shape[1:]),
-                np.broadcast_to(vel[:, None], vel.shape[:1] + (n,) + vel.shape[1:]))
+        if n <= neighbours.DENSE_MAX_DRONES:
+            return (np.broadcast_to(pos[:, None], pos.shape[:1] + (n,) + pos.shape[1:]),
+                    np.broadcast_to(vel[:, None], vel.shape[:1] + (n,) + vel.shape[1:]),
+                    self._received(env_ids, received))
+        index, valid = neighbours.neighbours_within(pos, self.cfg.comm_radius)
+        if received is not None:
+            valid &= np.take_along_axis(received, index, axis=2)
+        rows = np.arange(pos.shape[0])[:, None, None]
+        return pos[rows, index], vel[rows, index], valid
 
     def _drone_state(self, pos: np.ndarray, vel: np.ndarray) -> np.ndarray:
         return O.own_features(pos, vel, self.cfg).reshape(pos.shape[0], -1)
@@ -120,6 +142,27 @@ class CoverageScenario(Scenario):
         self.covered[env_ids] = cov
         self.covered_count[env_ids] = self._count(env_ids)
 
+    def task_shares(self, pos: np.ndarray) -> np.ndarray:
+        """Each drone's share of the coverage reward the step at `pos` is about to score, (E, N):
+        the cells still to cover under its footprint, a cell under k footprints counting 1/k,
+        over the field's cells (call before `progress`). The drones' sum is the reward."""
+        cfg = self.cfg
+        e = pos.shape[0]
+        ix, iy = O.position_to_cell(pos, cfg)
+        offsets = np.arange(-(cfg.footprint // 2), cfg.footprint // 2 + 1)
+        cols = ix[..., None, None] + offsets[None, :]  # (E, N, 1, F)
+        rows = iy[..., None, None] + offsets[:, None]  # (E, N, F, 1)
+        in_field = (cols >= 0) & (cols < cfg.width) & (rows >= 0) & (rows < cfg.height)
+        cell = np.clip(rows, 0, cfg.height - 1) * cfg.width + np.clip(cols, 0, cfg.width - 1)
+        todo = (O.belief_interior(self.covered, cfg) == O.TO_COVER).reshape(e, -1)
+        env = np.broadcast_to(np.arange(e)[:, None, None, None], cell.shape)
+        # as mark_footprints: a drone outside the geofence covers nothing
+        new = in_field & O.inside_geofence(pos, cfg)[..., None, None] & todo[env, cell]
+        counts = np.zeros_like(todo, dtype=np.float64)
+        np.add.at(counts, (env[new], cell[new]), 1.0)
+        share = np.where(new, 1.0 / np.maximum(counts[env, cell], 1.0), 0.0)
+        return share.sum(axis=(-2, -1)) / self.cells
+
     def _count(self, env_ids: np.ndarray | slice = slice(None)) -> np.ndarray:
         return (O.belief_interior(self.covered[env_ids], self.cfg) == O.COVERED).sum(axis=(-2, -1))
 
@@ -133,8 +176,7 @@ class CoverageScenario(Scenario):
         return reward, terminated, {"coverage": count / self.cells}
 
     def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
-        others_p, others_v = self._others(pos, vel)
-        valid = self._received(env_ids, received)
+        others_p, others_v, valid = self._others(pos, vel, env_ids, received)
         if isinstance(env_ids, slice):
             return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
                                   belief=self.belief[env_ids])
@@ -168,8 +210,19 @@ class SpreadScenario(Scenario):
 
     def nearest_distances(self, pos: np.ndarray) -> np.ndarray:
         """(E, L) distance from each landmark to its nearest drone."""
+        if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
+            return neighbours.nearest_distances(self.landmarks, pos)
         d = np.linalg.norm(self.landmarks[:, :, None, :] - pos[:, None, :, :], axis=-1)
         return d.min(axis=2)
+
+    def task_shares(self, pos: np.ndarray) -> np.ndarray:
+        """Each drone's share of the step's reward, (E, N): minus the distances of the
+        landmarks it is the nearest drone to. The drones' sum is the reward."""
+        d = np.linalg.norm(self.landmarks[:, :, None, :] - pos[:, None, :, :], axis=-1)
+        share = np.zeros(pos.shape[:2])
+        env = np.broadcast_to(np.arange(pos.shape[0])[:, None], d.shape[:2])
+        np.add.at(share, (env, d.argmin(axis=2)), -d.min(axis=2))
+        return share
 
     def progress(self, pos):
         dist = self.nearest_distances(pos)
@@ -178,10 +231,9 @@ class SpreadScenario(Scenario):
         return reward, terminated, {"mean_landmark_distance": dist.mean(axis=1)}
 
     def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
-        others_p, others_v = self._others(pos, vel)
-        return O.observe_tick(self.cfg, pos, vel, others_p, others_v,
-                                   self._received(env_ids, received),
-                                   landmarks=self.landmarks[env_ids][:, None])
+        others_p, others_v, valid = self._others(pos, vel, env_ids, received)
+        return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
+                              landmarks=self.landmarks[env_ids][:, None])
 
     @property
     def state_size(self) -> int:

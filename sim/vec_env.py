@@ -9,6 +9,15 @@ Arrays (E = num_envs, N = num_agents):
   actions are (E, N, 4) in [-1, 1] (continuous) or (E, N) integers (discrete).
 - `state()` -> (E, S) float32, the global state for centralised critics.
 
+Rewards: every drone is paid the team reward (task reward minus the collision and geofence
+penalties; also in `infos["team_reward"]`, (E,)). With `agent_rewards=True` each drone is
+paid its own share instead, times N so that the drones' mean is the team reward: its part
+of the task reward (`scenario.task_shares`: coverage, the new cells under its footprint, a
+cell under k footprints counting 1/k; spread, minus the distances of the landmarks it is the
+nearest drone to) minus its own penalties (half of each near-collision it is in, its own
+geofence violation). Independent learners of large swarms (the mean-field family) learn
+from it; the team reward of a 64-drone swarm says little about one drone's action.
+
 With `autoreset=True` (the default) an environment that ends is reset in the same
 call: the returned obs is the first of the new episode, the last one is in
 `infos["final_obs"]` (and `infos["final_state"]`) for the rows where
@@ -37,7 +46,7 @@ from sim import obs as O
 from sim.config import DISCRETE_ACTIONS, SwarmConfig
 from sim.drone import VelocityLimits
 from sim.dynamics import make_dynamics
-from sim.scenarios import make_scenario, safety_counts, start_positions
+from sim.scenarios import make_scenario, own_safety_counts, safety_counts, start_positions
 
 DISCRETE_DIRECTIONS = np.array([d for _, d in DISCRETE_ACTIONS])  # (A, 3) unit (vx, vy, vz)
 
@@ -197,10 +206,18 @@ class VecEnv:
         self._vel[:] = state[..., 3:6]
         self.t += 1
 
+        shares = self.scenario.task_shares(self._pos) if self.cfg.agent_rewards else None
         task_reward, terminated, metrics = self.scenario.progress(self._pos)
         collisions, outside = safety_counts(self._pos, self.cfg)
         reward = (task_reward - self.cfg.collision_penalty * collisions
                   - self.cfg.geofence_penalty * outside)
+        n = self.num_agents
+        if shares is not None:  # each drone's share of the team reward, times N
+            close_own, outside_own = own_safety_counts(self._pos, self.cfg)
+            rewards = n * (shares - self.cfg.collision_penalty * close_own
+                           - self.cfg.geofence_penalty * outside_own)
+        else:
+            rewards = np.repeat(reward[:, None], n, axis=1)
         self.episode_return += reward
         self.episode_collisions += collisions
         self.episode_geofence += outside
@@ -212,6 +229,7 @@ class VecEnv:
         infos["collisions"] = collisions
         infos["geofence_violations"] = outside
         infos["done"] = done
+        infos["team_reward"] = reward.astype(np.float32)  # what every drone is paid by default
         if self._perceives:
             self._measure()
         obs = self._observe()
@@ -228,8 +246,7 @@ class VecEnv:
                 obs[ids] = self._observe(ids)
             else:
                 self._needs_reset = True
-        n = self.num_agents
-        return (obs, np.repeat(reward[:, None], n, axis=1).astype(np.float32),
+        return (obs, rewards.astype(np.float32),
                 np.repeat(terminated[:, None], n, axis=1), np.repeat(truncated[:, None], n, axis=1),
                 infos)
 

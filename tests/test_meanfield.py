@@ -96,6 +96,41 @@ def test_simulator_and_node_compute_the_same_mean_action(scenario):
                                    obs[0, i, -width:], rtol=1e-5, atol=1e-6)
 
 
+# -- each drone's own reward ---------------------------------------------------------------------
+@pytest.mark.parametrize("scenario", ["coverage", "spread"])
+def test_agent_rewards_are_each_drones_share_and_average_to_the_team_reward(scenario):
+    venv = sim.make_vec_env(scenario, 3, backend="fast", seed=0, num_drones=6, agent_rewards=True)
+    team = sim.make_vec_env(scenario, 3, backend="fast", seed=0, num_drones=6)
+    venv.reset(seed=0)
+    team.reset(seed=0)
+    rng = np.random.default_rng(0)
+    spread = 0.0
+    for _ in range(30):
+        actions = rng.uniform(-1, 1, (3, 6, 4)).astype(np.float32)
+        _, own, *_, infos = venv.step(actions)
+        _, paid, *_ = team.step(actions)
+        np.testing.assert_allclose(infos["team_reward"], paid[:, 0], rtol=1e-6)  # same episode
+        np.testing.assert_allclose(own.mean(axis=1), paid[:, 0], rtol=1e-4, atol=1e-6)
+        spread = max(spread, float(own.std(axis=1).max()))
+    assert spread > 0  # and the drones are paid differently
+
+
+def test_coverage_share_splits_a_cell_between_the_footprints_over_it():
+    venv = sim.make_vec_env("coverage", 1, backend="fast", seed=0, num_drones=3)
+    venv.reset(seed=0)
+    scen, cfg = venv.scenario, venv.cfg
+    scen.covered[:] = O.new_belief(cfg)  # nothing covered yet
+    scen.covered_count[:] = 0
+    cell = cfg.cell_size
+    pos = np.array([[[5.5 * cell, 5.5 * cell, 1.0],   # footprint cells x 4..6, y 4..6
+                     [6.5 * cell, 5.5 * cell, 1.0],   # x 5..7: shares x 5..6 with the first
+                     [2.0, 2.0, 3.0]]])                # above the altitude band: covers nothing
+    shares = scen.task_shares(pos)[0] * scen.cells
+    np.testing.assert_allclose(shares, [3 + 6 / 2, 3 + 6 / 2, 0.0])
+    reward, _, _ = scen.progress(pos)
+    assert shares.sum() / scen.cells == pytest.approx(reward[0])
+
+
 # -- a user env: the sum game ------------------------------------------------------------------
 class SumGame(ParallelEnv):
     """4 agents told a target c (one per episode), paid -|v_j + m_j - c| (m_j: the others' mean value, taken
@@ -354,3 +389,19 @@ def test_mf_ac_learns_the_sum_game_with_discrete_actions():
 def test_mf_ac_learns_the_sum_game_with_box_actions():
     errors = learned("mf_ac", False, 4_000)
     assert np.mean(errors) < 0.15 and max(errors) < 0.25, errors
+
+
+def test_eval_flies_a_swarm_policy_at_another_count_and_refuses_a_per_agent_one(tmp_path):
+    from policies.evaluation import evaluate_run
+
+    small = ["trainer.progress=false", "env.num_drones=3", "algo.learning_starts=64"]
+    policies.train("mf_q", "coverage", 256, seed=0, overrides=small, out_dir=tmp_path / "mf")
+    report = evaluate_run(tmp_path / "mf", backend="fast", episodes=2, num_drones=16)
+    assert report["env"]["num_drones"] == 16
+    assert (report["env"]["width"], report["env"]["height"]) == (40, 40)  # scaled_field(16)
+    assert report["json"].endswith("eval_fast_n16.json") and 0 < report["policy"]["coverage"] <= 1
+    policies.train("happo", "coverage", 64, seed=0, out_dir=tmp_path / "happo", overrides=[
+        "trainer.progress=false", "env.num_drones=3", "trainer.num_envs=2",
+        "trainer.rollout_steps=32"])
+    with pytest.raises(ValueError, match="exactly 3 drones"):
+        evaluate_run(tmp_path / "happo", backend="fast", episodes=2, num_drones=16)

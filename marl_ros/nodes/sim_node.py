@@ -13,8 +13,10 @@ agent has a `cmd_vel` publisher (or after `start_timeout`).
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
@@ -67,6 +69,9 @@ class SimNode(Node):
         p("start_timeout", 60.0, _describe("wall s to wait for every agent before starting "
                                            "anyway", 0.0, 3600.0))
         p("gui", False, ParameterDescriptor(description="open the PyBullet GUI"))
+        p("stats_dir", "", ParameterDescriptor(description="benchmarks: write the wall and "
+                                                           "simulated time of every tick to "
+                                                           "<dir>/sim.json at shutdown"))
         g = self.get_parameter
         self.cfg = load_swarm_config(g("bundle").value, g("num_drones").value)
         n = self.cfg.num_drones
@@ -84,8 +89,12 @@ class SimNode(Node):
         self.started = False
         self.wall_start = time.monotonic()
         self.start_timeout = g("start_timeout").value
+        stats_dir = g("stats_dir").value
+        self.stats_path = Path(stats_dir) / "sim.json" if stats_dir else None
+        self.tick_times: list[tuple[float, float]] = []  # (wall s, simulated s) per tick
 
         self.odom_pubs = []
+        self.odom_msgs = [Odometry() for _ in range(n)]  # filled in place every tick
         self.cmd_topics = []
         for i in range(n):
             ns = f"/{self.prefix}{i}"
@@ -139,6 +148,8 @@ class SimNode(Node):
         self.world.step(setpoints, self.dt)
         self.sim_time += self.dt
         self.publish_state()
+        if self.stats_path is not None:
+            self.tick_times.append((time.time(), self.sim_time))
 
     def publish_state(self) -> None:
         state = self.world.state()
@@ -151,7 +162,8 @@ class SimNode(Node):
         n = self.cfg.num_drones
         for i in range(n):
             self.odom_pubs[i].publish(make_odometry(state[i, 0:3], state[i, 3:6], state[i, 8],
-                                                    state[i, 9:12], stamp, f"{self.prefix}{i}"))
+                                                    state[i, 9:12], stamp, f"{self.prefix}{i}",
+                                                    self.odom_msgs[i]))
         self.swarm_pub.publish(pack_swarm_state(np.arange(n), state[:, 0:3], state[:, 3:6],
                                                 np.full(n, t)))
         if self.tf_pub is not None:
@@ -175,6 +187,10 @@ class SimNode(Node):
         self.tf_pub.publish(msg)
 
     def destroy_node(self) -> None:
+        if self.stats_path is not None:
+            self.stats_path.parent.mkdir(parents=True, exist_ok=True)
+            self.stats_path.write_text(json.dumps({"columns": ["wall_s", "sim_s"],
+                                                   "ticks": self.tick_times}))
         self.world.close()
         super().destroy_node()
 

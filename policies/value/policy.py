@@ -50,14 +50,16 @@ class RecurrentAgentPolicy:
     def _step(self, obs: np.ndarray, present: np.ndarray, deterministic: bool) -> np.ndarray:
         """obs (E, N, D_max) raw -> actions (E, N) int; agents not present keep their memory."""
         e, n = obs.shape[:2]
-        if self._hidden is None or self._hidden.shape[0] != e:
+        if self._hidden is None or tuple(self._hidden.shape[:2]) != (e, n):
             self._hidden = torch.zeros(e, n, self.agent.hidden_size)
             self._last = -np.ones((e, n), np.int64)
         x = torch.from_numpy(self.obs_normalizer(obs).astype(np.float32))
         last = torch.from_numpy(self._last) if self.network["last_action"] else None
         out, hidden = self.agent(agent_inputs(x, last, self.num_actions, self.network["agent_id"]),
                                  self._hidden)
-        out = out.masked_fill(~self.available, -1e9)
+        # another swarm size (a policy without agent ids): every drone has the first's actions
+        available = self.available if n == len(self.agents) else self.available[:1]
+        out = out.masked_fill(~available, -1e9)
         if deterministic:
             actions = out.argmax(-1)
         elif self.network["output"] == "logits":
