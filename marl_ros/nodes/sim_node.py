@@ -196,7 +196,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node_process("sim_node", lambda: [SimNode()], args)
+    return run_node_process("sim_node", lambda: [SimNode()], args, events_executor=True)
 
 
 if __name__ == "__main__":

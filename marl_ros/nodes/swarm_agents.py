@@ -65,7 +65,7 @@ def build_agents() -> list[AgentNode]:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node_process("swarm_agents", build_agents, args)
+    return run_node_process("swarm_agents", build_agents, args, events_executor=True)
 
 
 if __name__ == "__main__":
