@@ -15,7 +15,9 @@ it at start with one sentence.
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +131,10 @@ class AgentNode(Node):
                                 g("max_vz").value or self.cfg.vz,
                                 g("max_yaw_rate").value or self.cfg.yaw_rate])
         self.margin = g("geofence_margin").value
+        fx, fy = self.cfg.field_size
+        self.fence_low = np.array([0.0, 0.0, self.cfg.altitude_min]) - self.margin
+        self.fence_high = np.array([fx, fy, self.cfg.altitude_max]) + self.margin
+        self.fence_warned = -math.inf  # when the last geofence warning was logged
         self.stale = g("stale_timeout").value
         self.drop = g("neighbour_drop").value
         self.rng = np.random.default_rng(g("seed").value + 7919 * self.drone_id)
@@ -248,18 +254,17 @@ class AgentNode(Node):
 
     def geofence_guard(self, pos: np.ndarray, setpoint: np.ndarray) -> np.ndarray:
         """Beyond the geofence margin, replace outward motion by half-speed flight back."""
-        fx, fy = self.cfg.field_size
-        low = np.array([0.0, 0.0, self.cfg.altitude_min]) - self.margin
-        high = np.array([fx, fy, self.cfg.altitude_max]) + self.margin
+        low, high = pos < self.fence_low, pos > self.fence_high
+        if not (low.any() or high.any()):
+            return setpoint
         out = setpoint.copy()
-        for axis in range(3):
-            if pos[axis] < low[axis]:
-                out[axis] = 0.5 * self.limits[axis]
-            elif pos[axis] > high[axis]:
-                out[axis] = -0.5 * self.limits[axis]
-        if (out[:3] != setpoint[:3]).any():
+        out[:3][low] = 0.5 * self.limits[:3][low]
+        out[:3][high] = -0.5 * self.limits[:3][high]
+        now = time.monotonic()
+        if now - self.fence_warned >= 2.0:  # throttled here: rclpy's throttle inspects frames
+            self.fence_warned = now
             self.get_logger().warning(f"outside the geofence at {np.round(pos, 2).tolist()}; "
-                                   "flying back", throttle_duration_sec=2.0)
+                                      "flying back")
         return out
 
     def destroy_node(self) -> None:
