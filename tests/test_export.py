@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from export_support import fly_torch_and_onnx
 
 import sim
 from marl_ros.runtime import BundleError, OnnxPolicy
@@ -275,19 +276,6 @@ def test_off_policy_deterministic_actor_flies_the_same_episode_in_onnx(tmp_path,
     assert len(set(meta["models"].values())) == (1 if share else 3)
     env = sim.make_env("coverage", backend="fast", seed=2, **config["env"])
     runtime = OnnxPolicy.load(bundle, config=env.cfg)
-    obs, _ = env.reset(seed=2)
-    worst, seen, steps = 0.0, set(), 0
-    while env.agents:
-        torch_actions = policy.act(obs)
-        for agent in env.agents:
-            out = runtime.run(obs[agent], agent)["action"][0]
-            if action_mode == "discrete":
-                assert int(out) == torch_actions[agent]
-                seen.add(torch_actions[agent])
-            else:
-                worst = max(worst, float(np.abs(out - torch_actions[agent]).max()))
-                seen.add(tuple(np.round(torch_actions[agent], 2)))
-        obs, *_ = env.step(torch_actions)
-        steps += 1
+    worst, seen, steps = fly_torch_and_onnx(policy, runtime, env, seed=2)
     # float32 summation order: the 0.5-std weights put pre-tanh values in the hundreds
     assert steps == 20 and worst <= 5e-5 and len(seen) > 1

@@ -21,6 +21,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+from export_support import fly_torch_and_onnx
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
@@ -325,20 +326,7 @@ def test_mean_field_bundle_flies_the_same_episode_in_onnx(algo, mode, tmp_path):
                                                  11 if mode == "discrete" else 3]
     env = sim.make_env("coverage", backend="fast", seed=2, **env_cfg)
     runtime = OnnxPolicy.load(bundle, config=env.cfg)
-    obs, _ = env.reset(seed=2)
-    worst, seen, steps = 0.0, set(), 0
-    while env.agents:
-        torch_actions = policy.act(obs)
-        for agent in env.agents:
-            out = runtime.run(obs[agent], agent)["action"][0]
-            if mode == "discrete":
-                assert int(out) == torch_actions[agent]
-                seen.add(int(torch_actions[agent]))
-            else:
-                worst = max(worst, float(np.abs(out - torch_actions[agent]).max()))
-                seen.add(tuple(np.round(torch_actions[agent], 2)))
-        obs, *_ = env.step(torch_actions)
-        steps += 1
+    worst, seen, steps = fly_torch_and_onnx(policy, runtime, env, seed=2)
     # float32 summation order: the 0.5-std weights put pre-tanh values in the hundreds
     assert steps == 20 and worst <= 2e-4 and len(seen) > 1
     plain = sim.make_env("coverage", backend="fast", **{**env_cfg, "mean_action": False}).cfg

@@ -27,6 +27,7 @@ from gymnasium import spaces
 from torch import nn
 
 from policies.meanfield.common import MeanFieldAlgorithm, MeanFieldConfig
+from policies.offpolicy.common import linear_schedule
 
 
 @dataclass
@@ -63,9 +64,8 @@ class MFQ(MeanFieldAlgorithm):
         return self.subpolicies[0][0]
 
     def beta_at(self, env_steps: int) -> float:
-        cfg = self.cfg
-        frac = min(1.0, env_steps / max(1, cfg.beta_anneal_steps))
-        return cfg.beta + frac * (cfg.beta_final - cfg.beta)
+        return linear_schedule(self.cfg.beta, self.cfg.beta_final, self.cfg.beta_anneal_steps,
+                               env_steps)
 
     def exploration_figures(self, env_steps: int) -> dict[str, float]:
         return {"charts/beta": self.beta_at(env_steps)}

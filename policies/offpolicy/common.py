@@ -87,6 +87,11 @@ class OffPolicyConfig(AlgorithmConfig):
             raise ValueError(f"activation must be relu or tanh (got {self.activation!r}).")
 
 
+def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
+    """start -> end linearly over `duration` steps, then end (exploration schedules)."""
+    return start + min(1.0, step / max(1, duration)) * (end - start)
+
+
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """target <- (1 - tau) target + tau source, parameter by parameter."""
     with torch.no_grad():
@@ -273,8 +278,8 @@ class OffPolicyAlgorithm:
     def noise_std(self, env_steps: int) -> float:
         """The Gaussian exploration std at `env_steps` (linear annealing)."""
         cfg = self.cfg
-        frac = min(1.0, env_steps / max(1, cfg.noise_anneal_steps))
-        return cfg.exploration_noise + frac * (cfg.exploration_noise_final - cfg.exploration_noise)
+        return linear_schedule(cfg.exploration_noise, cfg.exploration_noise_final,
+                               cfg.noise_anneal_steps, env_steps)
 
     def exploration_figures(self, env_steps: int) -> dict[str, float]:
         """What the trainer logs of the exploration schedule."""
