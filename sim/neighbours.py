@@ -65,20 +65,32 @@ def neighbours_within(pos: np.ndarray, radius: float) -> tuple[np.ndarray, np.nd
     return index.reshape(e, n, m), valid.reshape(e, n, m)
 
 
+def close_pairs(pos: np.ndarray, distance: float) -> np.ndarray:
+    """(P, 2) flat indices (env * N + drone) of the pairs closer than `distance` (strictly)."""
+    pairs = _close_pairs(pos, distance)
+    flat = pos.reshape(-1, 3)
+    return pairs[np.linalg.norm(flat[pairs[:, 0]] - flat[pairs[:, 1]], axis=-1) < distance]
+
+
 def close_pair_counts(pos: np.ndarray, distance: float) -> np.ndarray:
     """Pairs of drones closer than `distance` (strictly), per environment: (E,)."""
     e, n, _ = pos.shape
-    pairs = _close_pairs(pos, distance)
-    flat = pos.reshape(-1, 3)
-    close = np.linalg.norm(flat[pairs[:, 0]] - flat[pairs[:, 1]], axis=-1) < distance
-    return np.bincount(pairs[close, 0] // n, minlength=e)
+    return np.bincount(close_pairs(pos, distance)[:, 0] // n, minlength=e)
 
 
-def nearest_distances(targets: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Distance from each target (E, L, 3) to the nearest drone of its environment (E, N, 3):
-    (E, L), computed as `np.linalg.norm` of the difference (like the all-pairs version)."""
+def close_partner_counts(pos: np.ndarray, distance: float) -> np.ndarray:
+    """Other drones closer than `distance` (strictly) to each drone: (E, N)."""
+    e, n, _ = pos.shape
+    return np.bincount(close_pairs(pos, distance).ravel(), minlength=e * n).reshape(e, n)
+
+
+def nearest_drones(targets: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each target (E, L, 3) to the nearest drone of its environment (E, N, 3),
+    computed as `np.linalg.norm` of the difference (like the all-pairs version), and that
+    drone's index: (E, L) each."""
     e, n, _ = pos.shape
     flat_targets, flat_pos = _separated(0.0, targets, pos)
     _, nearest = cKDTree(flat_pos).query(flat_targets, k=1)
     diff = targets.reshape(-1, 3) - pos.reshape(-1, 3)[nearest]
-    return np.linalg.norm(diff, axis=-1).reshape(targets.shape[:2])
+    shape = targets.shape[:2]
+    return np.linalg.norm(diff, axis=-1).reshape(shape), (nearest % n).reshape(shape)

@@ -46,7 +46,10 @@ def pairwise_distances(pos: np.ndarray) -> np.ndarray:
 def own_safety_counts(pos: np.ndarray, cfg: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
     """Each drone's near-collision partners and whether it is outside the geofence, (E, N)
     each: half of each pair's count per partner, so the drones' sums are `safety_counts`."""
-    partners = (pairwise_distances(pos) < cfg.collision_distance).sum(axis=2)
+    if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
+        partners = neighbours.close_partner_counts(pos, cfg.collision_distance)
+    else:
+        partners = (pairwise_distances(pos) < cfg.collision_distance).sum(axis=2)
     return 0.5 * partners, (~O.inside_geofence(pos, cfg)).astype(np.float64)
 
 
@@ -208,20 +211,24 @@ class SpreadScenario(Scenario):
         lm[..., 2] = self.cfg.landmark_altitude
         self.landmarks[env_ids] = lm
 
+    def nearest_drones(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(E, L) distance from each landmark to its nearest drone, and that drone's index."""
+        if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
+            return neighbours.nearest_drones(self.landmarks, pos)
+        d = np.linalg.norm(self.landmarks[:, :, None, :] - pos[:, None, :, :], axis=-1)
+        return d.min(axis=2), d.argmin(axis=2)
+
     def nearest_distances(self, pos: np.ndarray) -> np.ndarray:
         """(E, L) distance from each landmark to its nearest drone."""
-        if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
-            return neighbours.nearest_distances(self.landmarks, pos)
-        d = np.linalg.norm(self.landmarks[:, :, None, :] - pos[:, None, :, :], axis=-1)
-        return d.min(axis=2)
+        return self.nearest_drones(pos)[0]
 
     def task_shares(self, pos: np.ndarray) -> np.ndarray:
         """Each drone's share of the step's reward, (E, N): minus the distances of the
         landmarks it is the nearest drone to. The drones' sum is the reward."""
-        d = np.linalg.norm(self.landmarks[:, :, None, :] - pos[:, None, :, :], axis=-1)
+        dist, nearest = self.nearest_drones(pos)
         share = np.zeros(pos.shape[:2])
-        env = np.broadcast_to(np.arange(pos.shape[0])[:, None], d.shape[:2])
-        np.add.at(share, (env, d.argmin(axis=2)), -d.min(axis=2))
+        env = np.broadcast_to(np.arange(pos.shape[0])[:, None], dist.shape)
+        np.add.at(share, (env, nearest), -dist)
         return share
 
     def progress(self, pos):

@@ -393,3 +393,29 @@ def test_eval_flies_a_swarm_policy_at_another_count_and_refuses_a_per_agent_one(
         "trainer.rollout_steps=32"])
     with pytest.raises(ValueError, match="exactly 3 drones"):
         evaluate_run(tmp_path / "happo", backend="fast", episodes=2, num_drones=16)
+
+
+@pytest.mark.parametrize("scenario", ["coverage", "spread"])
+def test_agent_rewards_of_a_large_swarm_match_the_all_pairs_ones(scenario):
+    """Above sim.neighbours.DENSE_MAX_DRONES the per-drone penalties and spread's nearest
+    drones come from the KD-tree; the drones are paid as with all pairs."""
+    import sim.neighbours as nb
+
+    field = {"width": 40, "height": 40} if scenario == "coverage" else {"arena_size": 8.0}
+    venv = sim.make_vec_env(scenario, 2, backend="fast", seed=0, num_drones=24,
+                            agent_rewards=True, **field)
+    venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        venv.step(rng.uniform(-1, 1, (2, 24, 4)).astype(np.float32))
+    pos = venv._pos.copy()
+    scen, cfg = venv.scenario, venv.cfg
+    tree = (scen.task_shares(pos), *sim.scenarios.own_safety_counts(pos, cfg))
+    dense_max = nb.DENSE_MAX_DRONES
+    nb.DENSE_MAX_DRONES = 10**6
+    try:
+        dense = (scen.task_shares(pos), *sim.scenarios.own_safety_counts(pos, cfg))
+    finally:
+        nb.DENSE_MAX_DRONES = dense_max
+    for a, b in zip(tree, dense, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -112,10 +112,13 @@ def test_the_tree_queries_match_all_pairs_on_crowded_and_scattered_swarms():
     dense = np.triu(dist < cfg.collision_distance, k=1).sum(axis=(1, 2))
     assert dense[:3].min() > 0
     np.testing.assert_array_equal(safety_counts(pos, cfg)[0], dense)
+    np.testing.assert_array_equal(neighbours.close_partner_counts(pos, cfg.collision_distance),
+                                  (dist < cfg.collision_distance).sum(axis=2))
     targets = rng.uniform(0, 3, (6, 40, 3))
-    np.testing.assert_allclose(neighbours.nearest_distances(targets, pos),
-                               np.linalg.norm(targets[:, :, None] - pos[:, None], axis=-1)
-                               .min(axis=2), rtol=1e-12)
+    all_pairs = np.linalg.norm(targets[:, :, None] - pos[:, None], axis=-1)
+    nearest, index = neighbours.nearest_drones(targets, pos)
+    np.testing.assert_allclose(nearest, all_pairs.min(axis=2), rtol=1e-12)
+    np.testing.assert_array_equal(index, all_pairs.argmin(axis=2))
 
 
 # ------------------------------------------------------------------------------------------------
