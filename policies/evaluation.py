@@ -151,9 +151,7 @@ def evaluate_run(run_dir: Any, backend: str = "pybullet", episodes: int = 10, se
     if num_drones is not None:
         from sim.config import scaled_field
 
-        per_agent = (policy.network.get("agent_id") if not hasattr(policy, "share_params")
-                     else policy.id_size or not policy.share_params)  # value family: one network
-        if per_agent:
+        if not policy.flies_any_count:
             raise ValueError(f"{run} holds a policy for exactly {len(policy.agents)} drones (one "
                              "network per agent, or agent ids); --num-drones needs a shared "
                              "policy without agent ids.")

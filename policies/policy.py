@@ -55,6 +55,11 @@ class TrainedPolicy:
         self._hidden: dict[str, torch.Tensor] = {}
         self._batch_hidden: torch.Tensor | None = None
 
+    @property
+    def flies_any_count(self) -> bool:
+        """One network told no agent id: it flies a swarm of any size."""
+        return self.share_params and not self.id_size
+
     def actor_of(self, i: int) -> Actor:
         return self.actors[0 if self.share_params else i]
 
@@ -101,7 +106,7 @@ class TrainedPolicy:
             self._batch_hidden = torch.zeros(e, n, self.actor_of(0).hidden_size)
         width = max(action_size(s) for s in self.action_spaces)
         out = np.zeros((e, n, width), np.float32)
-        if self.share_params and not self.id_size:  # one call for every drone of every env
+        if self.flies_any_count:  # one call for every drone of every env
             actor = self.actor_of(0)
             x = x_all[..., : self.obs_sizes[0]].reshape(1, e * n, -1)
             dist, h = actor.forward_sequence(x, starts_t.repeat_interleave(n, dim=1),

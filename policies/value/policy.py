@@ -43,6 +43,11 @@ class RecurrentAgentPolicy:
         self._hidden: torch.Tensor | None = None  # (E, N, H) for act_batch, (1, N, H) for act
         self._last: np.ndarray | None = None
 
+    @property
+    def flies_any_count(self) -> bool:
+        """The one agent network, told no agent id: it flies a swarm of any size."""
+        return not self.network["agent_id"]
+
     def reset(self) -> None:
         """Forget recurrent memory and previous actions (start of an episode)."""
         self._hidden, self._last = None, None
