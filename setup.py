@@ -38,7 +38,8 @@ setup(
     ],
     extras_require={
         # torch is pinned: an open range pulls several GB of CUDA wheels.
-        "train": ["torch==2.13.0", "tensorboard>=2.14", "onnx>=1.16", "onnxscript>=0.1", "imageio>=2.30"],
+        "train": ["torch==2.13.0", "tensorboard>=2.14", "onnx>=1.16", "onnxscript>=0.1", "imageio>=2.30",
+                  "nashpy>=0.0.41"],
         "test": ["pytest>=7", "ruff>=0.5"],
     },
     zip_safe=False,  # URDF and model YAML are read as plain files

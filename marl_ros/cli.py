@@ -163,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def training_granularity(resolved: dict) -> str:
     """Why a run trains more env steps than asked: it stops only between whole collections."""
     from policies import (
+        GAME_ALGORITHM_NAMES,
         MEAN_FIELD_ALGORITHM_NAMES,
         OFF_POLICY_ALGORITHM_NAMES,
         VALUE_ALGORITHM_NAMES,
@@ -172,6 +173,9 @@ def training_granularity(resolved: dict) -> str:
     if resolved["algorithm"] in VALUE_ALGORITHM_NAMES:
         return f"training collects whole episodes, {trainer['num_envs']} at a time"
     per_update = trainer["num_envs"] * trainer["rollout_steps"]
+    if resolved["algorithm"] in GAME_ALGORITHM_NAMES:
+        return (f"training learns online in whole iterations of {per_update:,} steps, "
+                f"{trainer['num_envs']} envs x {trainer['rollout_steps']} steps")
     if resolved["algorithm"] in OFF_POLICY_ALGORITHM_NAMES + MEAN_FIELD_ALGORITHM_NAMES:
         return (f"training collects whole iterations of {per_update:,} steps into its replay "
                 f"buffer, {trainer['num_envs']} envs x {trainer['rollout_steps']} steps")
@@ -222,6 +226,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from policies.evaluation import evaluate_run
 
     torch.set_num_threads(1)
+    if _trains_a_named_game(target):
+        return eval_game_run(args)
     report = evaluate_run(args.run, backend=args.backend, episodes=args.episodes, seed=args.seed,
                           gif=args.gif, num_drones=args.num_drones)
     pol, base = report["policy"], report["random_walk"]
@@ -235,6 +241,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"episodes{swarm}): coverage {100 * pol['coverage']:.1f}% (min {100 * pol['coverage_min']:.1f}%), "
           f"random walk {100 * base['coverage']:.1f}%; return {pol['episode_return']:.3f}, "
           f"near-collisions/episode {pol['episode_collisions']:.2f}")
+    print(f"wrote {report['json']}")
+    return 0
+
+
+def _trains_a_named_game(run: Path) -> bool:
+    from policies.config import read_yaml
+    from policies.games.worlds import GAMES
+
+    return (run / "config.yaml").is_file() and read_yaml(run / "config.yaml").get("scenario") in GAMES
+
+
+def eval_game_run(args: argparse.Namespace) -> int:
+    """A run on a named game: sampled episodes and, where the game has a model, exploitability."""
+    from policies.games.evaluation import evaluate_game_run
+
+    if args.gif or args.num_drones is not None:
+        raise ValueError("--gif and --num-drones belong to drone scenarios; drop them for a run on "
+                         "a named game.")
+    report = evaluate_game_run(args.run, episodes=args.episodes, seed=args.seed)
+    returns = ", ".join(f"{k.removeprefix('return_')} {v:.3f}" for k, v in report["policy"].items()
+                        if k.startswith("return_"))
+    print(f"{report['algorithm']} on {report['game']} ({args.episodes} episodes, mixed strategies "
+          f"sampled): mean return {returns}")
+    if "exploitability" in report:
+        gains = ", ".join(f"{a} {g:.4f}" for a, g in report["exploitability"].items())
+        print(f"exploitability (a best response's gain over each player's strategy): {gains}")
+    if "worst_case_value" in report:
+        worst = ", ".join(f"{a} {v:.4f}" for a, v in report["worst_case_value"].items())
+        print(f"worst-case value (against a best-responding opponent): {worst}")
     print(f"wrote {report['json']}")
     return 0
 
@@ -385,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "ros: bundle flown (default random weights, shared parameters)")
     bench.set_defaults(func=cmd_bench)
     train = sub.add_parser("train", help="train a CTDE algorithm (on-policy, value "
-                                         "decomposition, COMA, off-policy or mean-field) on a scenario",
+                                         "decomposition, COMA, off-policy, mean-field or "
+                                         "game-theoretic) on a scenario",
                            description="Train a CTDE policy on a sim scenario. Configs: "
                                        "policies/configs/<algo>.yaml and <scenario>.yaml, then "
                                        "key=value overrides (algo.lr_actor=3e-4, "
@@ -394,12 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--algo", default=None,
                        choices=["mappo", "happo", "hatrpo", "haa2c",  # policies.ALGORITHM_NAMES
                                 "iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma",
-                                "maddpg", "haddpg", "hatd3", "mf_q", "mf_ac"],
+                                "maddpg", "haddpg", "hatd3", "mf_q", "mf_ac",
+                                "minimax_q", "nash_q", "friend_q", "foe_q", "wolf_phc", "phc",
+                                "independent_q", "team_q"],
                        help="required unless --resume (which continues the run's own); iql, vdn, "
                             "qmix, qtran_base, qtran_alt, coma and mf_q need discrete actions "
                             "(their config sections set env.action_mode=discrete)")
     train.add_argument("--scenario", default=None,
-                       help="sim scenario (default coverage; with --resume the run's own)")
+                       help="sim scenario (default coverage; with --resume the run's own), or "
+                            "for the game-theoretic algorithms a named game (soccer, "
+                            "grid_game_1, matching_pennies, ...; policies.games.worlds)")
     train.add_argument("--num-drones", type=int, default=None, help="drones (scenario default 4)")
     train.add_argument("--steps", type=int, default=1_000_000,
                        help="env steps to train for (rounded up to whole rollouts or episodes; "

@@ -103,6 +103,13 @@ class OnnxPolicy:
         self.discrete = meta["action"]["mode"] == "discrete"
         self.obs_sizes: dict[str, int] = {a: int(s) for a, s in meta["observation"]["sizes"].items()}
         self._hidden: dict[str, np.ndarray] = {}
+        # A mixed strategy (the game-theoretic family) is played by sampling its probabilities
+        # with this generator; `reseed` gives each node its own stream.
+        self.mixed = meta["action"].get("sampling") == "mixed"
+        self.rng = np.random.default_rng(0)
+        setpoints = meta["action"].get("discrete_actions")
+        self._setpoints = (np.array([d["setpoint"] for d in setpoints], np.float32)
+                           if setpoints else None)
         self.config = None
         if "scenario" in meta:
             from sim.config import config_from_dict
@@ -209,6 +216,10 @@ class OnnxPolicy:
                               f"observation.sizes says {sorted(sizes)}; re-export the bundle.")
 
     # -- acting ---------------------------------------------------------------------------------
+    def reseed(self, seed: int | None) -> None:
+        """Seed the generator that samples a mixed strategy (None: fresh entropy)."""
+        self.rng = np.random.default_rng(seed)
+
     def reset(self, agent_id: str | None = None) -> None:
         """Forget recurrent state (all agents, or one)."""
         if agent_id is None:
@@ -242,6 +253,12 @@ class OnnxPolicy:
         """The velocity setpoint (vx, vy, vz, yaw_rate) for one observation (D,), or the raw
         action for bundles trained outside marl_ros scenarios."""
         values = self.run(obs, agent_id)
+        if self.mixed:  # sample the mixed strategy instead of taking its most probable action
+            probs = np.clip(values["probabilities"][0].astype(np.float64), 0.0, None)
+            index = int(self.rng.choice(probs.size, p=probs / probs.sum()))
+            if self._setpoints is not None:
+                return self._setpoints[index].copy()
+            return np.array([index], dtype=values["action"].dtype)
         key = "setpoint" if "setpoint" in values else "action"
         return values[key][0]
 

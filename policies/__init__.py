@@ -1,6 +1,8 @@
 """CTDE learning for drone swarms: the on-policy family (MAPPO, HAPPO, HATRPO, HAA2C), the
 episodic family (IQL, VDN, QMIX, QTRAN-base, QTRAN-alt, COMA; Discrete actions only) and the
-off-policy family (MADDPG, HADDPG, HATD3; deterministic actors, replay of transitions).
+off-policy family (MADDPG, HADDPG, HATD3; deterministic actors, replay of transitions), the
+mean-field family (MF-Q, MF-AC) and the game-theoretic family (Minimax-Q, Nash-Q, Friend-or-Foe
+Q, WoLF-PHC, Team-Q; tabular or linear, mixed strategies; see `policies.games`).
 
     import policies
     policy = policies.train("mappo", "coverage", 200_000, config={"env": {"num_drones": 2}})
@@ -15,6 +17,9 @@ off-policy family (MADDPG, HADDPG, HATD3; deterministic actors, replay of transi
   Discrete actions. `trainer.num_envs` copies are stepped in turn. The team reward is
   the mean of the agents' rewards, the critic's state is `env.state()` or, where the env
   does not implement it, the concatenation of all agents' observations.
+- for the game-theoretic family: a named game of `policies.games.worlds.GAMES` or any
+  ParallelEnv with Discrete / one-hot Box observations and Discrete actions (per-agent
+  rewards); it returns a `policies.games.policy.GamePolicy` with `probabilities(...)`.
 - "matrix" (episodic family): the one-step cooperative matrix game of
   `policies.matrix_game`, its payoff table from the config's `env` section. Heterogeneous
   agents need `algo.share_params: false` (the default of every algorithm but MAPPO).
@@ -38,8 +43,10 @@ ON_POLICY_ALGORITHM_NAMES = ("mappo", "happo", "hatrpo", "haa2c")
 VALUE_ALGORITHM_NAMES = ("iql", "vdn", "qmix", "qtran_base", "qtran_alt", "coma")  # discrete
 OFF_POLICY_ALGORITHM_NAMES = ("maddpg", "haddpg", "hatd3")
 MEAN_FIELD_ALGORITHM_NAMES = ("mf_q", "mf_ac")
+GAME_ALGORITHM_NAMES = ("minimax_q", "nash_q", "friend_q", "foe_q", "wolf_phc", "phc",
+                        "independent_q", "team_q")  # tabular / linear, finite states
 ALGORITHM_NAMES = (ON_POLICY_ALGORITHM_NAMES + VALUE_ALGORITHM_NAMES + OFF_POLICY_ALGORITHM_NAMES
-                   + MEAN_FIELD_ALGORITHM_NAMES)
+                   + MEAN_FIELD_ALGORITHM_NAMES + GAME_ALGORITHM_NAMES)
 # A family is a folder `policies/<family>/`: its algorithms, its registry
 # (`policies.onpolicy.ALGORITHMS`, `policies.value.VALUE_ALGORITHMS`,
 # `policies.offpolicy.OFFPOLICY_ALGORITHMS`, `policies.meanfield.MEANFIELD_ALGORITHMS`) and its hooks for the
@@ -96,6 +103,10 @@ def family_trainer(algo: str) -> type:
         from policies.meanfield.trainer import MeanFieldTrainer
 
         return MeanFieldTrainer
+    if algo in GAME_ALGORITHM_NAMES:
+        from policies.games.trainer import GameTrainer
+
+        return GameTrainer
     raise ValueError(f"unknown algorithm {algo!r}; choose one of: {', '.join(ALGORITHM_NAMES)}.")
 
 
@@ -106,6 +117,6 @@ def check_total_steps(total_steps: Any) -> None:
         raise ValueError(f"total_steps must be a positive number of env steps (got {total_steps!r}).")
 
 
-__all__ = ["ALGORITHM_NAMES", "MEAN_FIELD_ALGORITHM_NAMES", "OFF_POLICY_ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES",
+__all__ = ["ALGORITHM_NAMES", "GAME_ALGORITHM_NAMES", "MEAN_FIELD_ALGORITHM_NAMES", "OFF_POLICY_ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES",
            "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
            "family_trainer", "load", "train"]

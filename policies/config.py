@@ -146,18 +146,24 @@ def parse_overrides(items: list[str], known: dict[str, set[str]]) -> dict[str, A
 def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] | str | Path | None,
                    overrides: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """The complete config for a run (see the module docstring for the order)."""
+    from policies.games import GAME_ALGORITHMS
     from policies.meanfield import MEANFIELD_ALGORITHMS
     from policies.offpolicy import OFFPOLICY_ALGORITHMS
     from policies.onpolicy import ALGORITHMS
     from policies.value import VALUE_ALGORITHMS
 
     families = {**ALGORITHMS, **VALUE_ALGORITHMS, **OFFPOLICY_ALGORITHMS, **MEANFIELD_ALGORITHMS}
-    if algorithm not in families:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(families)}.")
-    algo_cls = families[algorithm].config_class
+    if algorithm not in families and algorithm not in GAME_ALGORITHMS:
+        names = [*families, *GAME_ALGORITHMS]
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(names)}.")
+    algo_cls = (families.get(algorithm) or GAME_ALGORITHMS[algorithm]).config_class
     resolved: dict[str, Any] = {"algorithm": algorithm, "scenario": scenario, "seed": seed,
                                 "env": {}, "trainer": dataclasses.asdict(TrainerConfig()),
                                 "algo": algo_cls().to_dict()}
+    if algorithm in GAME_ALGORITHMS:  # the family's trainer defaults (online, one env)
+        games = read_yaml(CONFIG_DIR / "games.yaml")
+        resolved = merge(resolved, {k: v for k, v in games.items() if k in SECTIONS})
+        resolved = merge(resolved, games.get(algorithm, {}) or {})
     algo_file = CONFIG_DIR / f"{algorithm}.yaml"
     if algo_file.exists():
         resolved = merge(resolved, {k: v for k, v in read_yaml(algo_file).items() if k in SECTIONS})

@@ -157,6 +157,30 @@ def exported_recurrent_agent(policy: Any, agent_index: int) -> ExportedRecurrent
                                   available, table).eval()
 
 
+class ExportedStrategy(nn.Module):
+    """obs (B, S) one-hot state -> action, probabilities [, setpoint]: a mixed-strategy table.
+
+    The table is inside the graph (probabilities = obs @ table, one row per state); the
+    action output is the most probable one (the first on ties, as `GamePolicy.act`), and
+    a node that plays the mixed strategy samples from `probabilities` itself.
+    """
+
+    def __init__(self, table: np.ndarray, discrete_setpoints: np.ndarray | None):
+        super().__init__()
+        self.discrete = True
+        self.scale = None
+        self.register_buffer("strategy", torch.as_tensor(table, dtype=torch.float32))
+        self.register_buffer("table", None if discrete_setpoints is None
+                             else torch.as_tensor(discrete_setpoints, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor):
+        probabilities = obs @ self.strategy
+        action = torch.argmax(probabilities, dim=-1)
+        if self.table is None:
+            return action, probabilities
+        return action, probabilities, self.table[action]
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -188,9 +212,11 @@ def _sim_contract(policy: TrainedPolicy) -> tuple[Any, np.ndarray | None, np.nda
     return cfg, scale, table
 
 
-def _io_names(discrete: bool, with_setpoint: bool, recurrent: bool) -> tuple[list[str], list[str]]:
+def _io_names(discrete: bool, with_setpoint: bool, recurrent: bool,
+              mixed: bool = False) -> tuple[list[str], list[str]]:
     inputs = ["obs"] + (["h_in"] if recurrent else [])
-    outputs = ["action"] + (["setpoint"] if with_setpoint else []) + (["h_out"] if recurrent else [])
+    outputs = (["action"] + (["probabilities"] if mixed else []) + (["setpoint"] if with_setpoint else [])
+               + (["h_out"] if recurrent else []))
     return inputs, outputs
 
 
@@ -218,7 +244,7 @@ def exported_actor(policy: TrainedPolicy, agent_index: int) -> ExportedActor:
 def _export_onnx(module: ExportedActor | ExportedRecurrentAgent, obs_size: int, hidden_size: int, path: Path) -> None:
     recurrent = hidden_size > 0
     inputs, outputs = _io_names(module.discrete, module.scale is not None or module.table is not None,
-                                recurrent)
+                                recurrent, isinstance(module, ExportedStrategy))
     args: tuple = (torch.zeros(1, obs_size),)
     if recurrent:
         args += (torch.zeros(1, hidden_size),)
@@ -235,8 +261,17 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
     family) or a `RecurrentAgentPolicy` (episodic family); returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    episodic = not isinstance(policy, TrainedPolicy)
-    if episodic:  # one shared network; one model per agent only when it is told its id
+    from policies.games.policy import GamePolicy
+
+    mixed = isinstance(policy, GamePolicy)
+    episodic = not isinstance(policy, TrainedPolicy) and not mixed
+    if mixed:  # one table per agent, each its own small graph
+        cfg, _, table = _sim_contract(policy)
+        one_model, hidden = False, 0
+
+        def module_of(p: GamePolicy, i: int) -> ExportedStrategy:
+            return ExportedStrategy(p.tables[i], table).eval()
+    elif episodic:  # one shared network; one model per agent only when it is told its id
         sizes = set(policy.obs_sizes)
         one_model = not policy.network["agent_id"] and len(sizes) == 1 and len(
             {int(s.n) for s in policy.action_spaces}) == 1
@@ -260,9 +295,9 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
                 models[agent] = name
 
     cfg, scale, table = _sim_contract(policy)
-    space = policy.action_spaces[0]
+    space = spaces.Discrete(policy.action_sizes[0]) if mixed else policy.action_spaces[0]
     discrete = isinstance(space, spaces.Discrete)
-    inputs, outputs = _io_names(discrete, cfg is not None, hidden > 0)
+    inputs, outputs = _io_names(discrete, cfg is not None, hidden > 0, mixed)
     meta: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "agents": list(policy.agents),
@@ -271,7 +306,9 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
         "onnx": {"opset": OPSET, "inputs": inputs, "outputs": outputs},
         "observation": {"sizes": {a: policy.obs_sizes[i] for i, a in enumerate(policy.agents)}},
         "action": {"mode": "discrete" if discrete else "continuous",
-                   "size": int(space.n) if discrete else int(np.prod(space.shape))},
+                   "size": int(space.n) if discrete else int(np.prod(space.shape)),
+                   # a mixed strategy: the node samples `probabilities` with its own generator
+                   **({"sampling": "mixed"} if mixed else {})},
         "recurrent": ({"input": "h_in", "output": "h_out", "shape": [hidden]} if hidden else None),
         # the episodic family's state also carries the previous action (see the module doc)
         **({"recurrent_layout": [["gru", policy.agent.hidden_size],

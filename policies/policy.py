@@ -190,6 +190,10 @@ def load(path: str | os.PathLike) -> TrainedPolicy:
         from policies.value.policy import RecurrentAgentPolicy
 
         return RecurrentAgentPolicy.from_payload(data, path)
+    if data.get("format") == "game_table":  # the game-theoretic family's mixed strategies
+        from policies.games.policy import GamePolicy
+
+        return GamePolicy.from_payload(data, path)
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has policy format {data.get('format_version')!r}; this version "
                          f"reads format {FORMAT_VERSION}. Retrain or use the matching release.")

@@ -3,6 +3,7 @@
 A family (`policies/<family>/trainer.py`) subclasses `Trainer` and supplies its hooks:
   algorithms               its registry: algorithm name -> class
   make_env(env_fn, cfg)    the batched environments (default: `make_batched_env`)
+  make_algorithm(cls, cfg) the algorithm (default: its config and the env's `EnvSpec`)
   make_storage()           its observation normaliser and its buffer (rollout, episodes)
   plan(total_steps)        the env-step count a run of `total_steps` trains to (default:
                            exactly that; the on-policy family rounds up to whole rollouts)
@@ -102,9 +103,7 @@ class Trainer:
         self.env = self.make_env(env_fn, resolved)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        algo_cls = self.algorithms[resolved["algorithm"]]
-        self.algo = algo_cls(algo_cls.config_class.from_dict(resolved["algo"]), self.env.spec,
-                             self.rng)
+        self.algo = self.make_algorithm(self.algorithms[resolved["algorithm"]], resolved)
         self.state_norm = ObservationNormalizer((self.env.spec.state_size,),
                                                 enabled=self.tcfg.normalize_state)
         self.make_storage()
@@ -125,6 +124,14 @@ class Trainer:
     # -- family hooks ----------------------------------------------------------------------------
     def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
         return make_batched_env(env_fn, resolved)
+
+    def make_algorithm(self, algo_cls: Any, resolved: dict[str, Any]) -> Any:
+        """The algorithm, from its validated config and what it knows of the environment."""
+        return algo_cls(algo_cls.config_class.from_dict(resolved["algo"]), self.env.spec, self.rng)
+
+    def learning_rate(self) -> float:
+        """The step size logged as charts/learning_rate (the first actor optimiser's)."""
+        return self.algo.actor_optimizers[0].param_groups[0]["lr"]
 
     def per_agent_obs_normalizer(self) -> ObservationNormalizer:
         """Running observation statistics: one set for a shared network, else one per agent."""
@@ -217,9 +224,7 @@ class Trainer:
             for k, v in losses.items():
                 self.writer.add_scalar(k, v, self.global_step)
             self.writer.add_scalar("charts/steps_per_second", rate, self.global_step)
-            self.writer.add_scalar("charts/learning_rate",
-                                   self.algo.actor_optimizers[0].param_groups[0]["lr"],
-                                   self.global_step)
+            self.writer.add_scalar("charts/learning_rate", self.learning_rate(), self.global_step)
         if self.out_dir is not None:
             path = self.out_dir / "progress.csv"
             new = not path.exists()
