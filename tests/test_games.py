@@ -1,0 +1,193 @@
+"""The game-theoretic family through the user's path: `policies.train` on named games and on
+a user's own ParallelEnv, the mixed-strategy policy (`probabilities`, `act`, save/load),
+exact resume, clear errors, and the ONNX bundle whose node samples the strategy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+import policies
+from policies.games.policy import GamePolicy
+
+QUIET = {"trainer": {"progress": False, "tensorboard": False}}
+
+
+class TwoStateZeroSum(ParallelEnv):
+    """A user's zero-sum game with a Discrete observation: state 0 is matching pennies, state 1
+    a game where action 0 dominates for agent 0 (its strategy there must become pure)."""
+
+    metadata = {"name": "two_state_v0"}
+
+    def __init__(self, max_steps: int = 10):
+        self.possible_agents = ["red", "blue"]
+        self.agents: list[str] = []
+        self.max_steps = max_steps
+        self._obs = spaces.Discrete(2)
+        self._act = spaces.Discrete(2)
+        self.rng = np.random.default_rng(0)
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return self._act
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        self.s = int(self.rng.integers(2))
+        return {a: self.s for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        a, o = actions["red"], actions["blue"]
+        if self.s == 0:
+            r = 1.0 if a == o else -1.0
+        else:
+            r = 1.0 if a == 0 else -1.0
+        self.t += 1
+        self.s = int(self.rng.integers(2))
+        done = self.t >= self.max_steps
+        obs = {ag: self.s for ag in self.agents}
+        rewards = {"red": r, "blue": -r}
+        trunc = {ag: done for ag in self.agents}
+        term = {ag: False for ag in self.agents}
+        if done:
+            self.agents = []
+        return obs, rewards, term, trunc, {ag: {} for ag in obs}
+
+
+def test_minimax_q_trains_on_a_named_game_and_returns_a_mixed_strategy(tmp_path):
+    policy = policies.train("minimax_q", "matching_pennies", 6000, seed=1, config=QUIET,
+                            out_dir=tmp_path / "run")
+    assert isinstance(policy, GamePolicy)
+    probs = policy.probabilities({"agent_0": np.ones(1, np.float32), "agent_1": np.ones(1)})
+    for p in probs.values():
+        assert p.shape == (2,) and abs(p.sum() - 1.0) < 1e-9
+        assert np.allclose(p, 0.5, atol=0.05)  # the minimax strategy of matching pennies
+    loaded = policies.load(tmp_path / "run")
+    assert isinstance(loaded, GamePolicy)
+    for a, b in zip(loaded.tables, policy.tables, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in ("config.yaml", "checkpoint.pt", "progress.csv", "policy.pt"):
+        assert (tmp_path / "run" / name).exists()
+
+
+def test_a_user_parallel_env_with_discrete_observations_trains_without_glue():
+    policy = policies.train("minimax_q", lambda: TwoStateZeroSum(), 8000, seed=0, config=QUIET)
+    # Agent "red" observes state 1, where action 0 wins whatever blue does: a pure strategy.
+    assert policy.act({"red": 1})["red"] == 0
+    assert policy.probabilities({"red": 1})["red"][0] > 0.95
+    # State 0 is matching pennies: mixed; the same observation given one-hot gives the same.
+    p0 = policy.probabilities({"red": 0})["red"]
+    assert np.allclose(p0, 0.5, atol=0.1)
+    np.testing.assert_array_equal(policy.probabilities({"red": np.array([1.0, 0.0])})["red"], p0)
+
+
+def test_act_samples_the_mixed_strategy_and_deterministic_takes_the_most_probable():
+    table = np.array([[0.2, 0.8]])
+    policy = GamePolicy(["a"], [table], seed=3)
+    assert policy.act({"a": 0}, deterministic=True) == {"a": 1}
+    draws = [policy.act({"a": 0}, deterministic=False)["a"] for _ in range(4000)]
+    assert abs(np.mean(draws) - 0.8) < 0.03
+
+
+def test_bad_observations_and_agents_are_one_clear_error():
+    policy = GamePolicy(["a"], [np.full((3, 2), 0.5)])
+    with pytest.raises(KeyError, match="unknown agent"):
+        policy.probabilities({"b": 0})
+    with pytest.raises(ValueError, match="state 5"):
+        policy.probabilities({"a": 5})
+    with pytest.raises(ValueError, match="neither a state index nor a one-hot"):
+        policy.probabilities({"a": np.array([0.5, 0.5, 0.0])})
+
+
+class BoxActions(TwoStateZeroSum):
+    def action_space(self, agent):
+        return spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+class ContinuousObservations(TwoStateZeroSum):
+    def observation_space(self, agent):
+        return spaces.Box(-5.0, 5.0, (3,), np.float32)
+
+
+def test_environments_the_tabular_learners_cannot_read_are_refused_before_training():
+    with pytest.raises(TypeError, match="need Discrete actions"):
+        policies.train("minimax_q", lambda: BoxActions(), 100, config=QUIET)
+    with pytest.raises(TypeError, match="finite state"):
+        policies.train("minimax_q", lambda: ContinuousObservations(), 100, config=QUIET)
+    with pytest.raises(ValueError, match="unknown game"):
+        from policies.games.worlds import make_game
+
+        make_game("tic_tac_toe")
+    with pytest.raises(ValueError, match="unknown MinimaxQConfig key"):
+        policies.train("minimax_q", "matching_pennies", 100, config={**QUIET, "algo": {"alpha": 1}})
+
+
+def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path):
+    config = {"trainer": {"progress": False, "tensorboard": False, "checkpoint_every": 2,
+                          "rollout_steps": 100}}
+    whole = policies.train("minimax_q", lambda: TwoStateZeroSum(), 1200, seed=5, config=config,
+                           out_dir=tmp_path / "whole")
+    policies.train("minimax_q", lambda: TwoStateZeroSum(), 600, seed=5, config=config,
+                   out_dir=tmp_path / "split")
+    resumed = policies.train("minimax_q", lambda: TwoStateZeroSum(), 1200, seed=5,
+                             out_dir=tmp_path / "split", resume=True)
+    for a, b in zip(whole.tables, resumed.tables, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.metadata["global_step"] == 1200
+
+
+def test_the_exported_bundle_holds_the_strategy_and_the_runtime_samples_it(tmp_path):
+    from marl_ros.runtime import OnnxPolicy
+    from policies.export import export_bundle
+
+    tables = [np.array([[0.25, 0.75], [1.0, 0.0]]), np.array([[0.5, 0.5], [0.1, 0.9]])]
+    policy = GamePolicy(["red", "blue"], tables, {"algorithm": "minimax_q", "seed": 0,
+                                                  "global_step": 10})
+    bundle = OnnxPolicy.load(export_bundle(policy, tmp_path / "bundle"))
+    assert bundle.mixed and bundle.meta["action"]["sampling"] == "mixed"
+    for i, agent in enumerate(policy.agents):
+        for s in range(2):
+            onehot = np.eye(2, dtype=np.float32)[s]
+            out = bundle.run(onehot, agent)
+            np.testing.assert_allclose(out["probabilities"][0], tables[i][s], atol=1e-7)
+            assert int(out["action"][0]) == policy.act({agent: s})[agent]
+    bundle.reseed(7)
+    draws = [int(bundle.act(np.array([1.0, 0.0], np.float32), "red")[0]) for _ in range(4000)]
+    assert abs(np.mean(draws) - 0.75) < 0.03  # the node plays the mixed strategy
+    bundle.reseed(7)
+    again = [int(bundle.act(np.array([1.0, 0.0], np.float32), "red")[0]) for _ in range(4000)]
+    assert draws == again  # its own seeded generator: reproducible
+
+
+def test_cli_trains_a_named_game_and_eval_reports_exploitability(tmp_path, capsys):
+    import json
+
+    from marl_ros.cli import main
+
+    run = tmp_path / "rps"
+    assert main(["train", "--algo", "minimax_q", "--scenario", "rock_paper_scissors", "--steps",
+                 "1500", "--out", str(run), "trainer.progress=false",
+                 "trainer.tensorboard=false"]) == 0
+    assert main(["eval", str(run), "--episodes", "50"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["game"] == "rock_paper_scissors"
+    # Minimax-Q's strategy in rock-paper-scissors is the uniform equilibrium: nothing to exploit.
+    assert report["exploitability_sum"] < 0.02
+    assert abs(report["worst_case_value"]["agent_0"]) < 0.02
+    assert "exploitability" in capsys.readouterr().out
+    # A strategy that always plays rock loses 1 per round to a best response.
+    from policies.games.evaluation import exploitability_report, game_model
+    from policies.games.worlds import make_game
+
+    rock = GamePolicy(["agent_0", "agent_1"], [np.array([[1.0, 0.0, 0.0]]),
+                                               np.full((1, 3), 1 / 3)])
+    gains = exploitability_report(rock, game_model(make_game("rock_paper_scissors")))
+    assert abs(gains["exploitability"]["agent_1"] - 1.0) < 1e-9
+    assert abs(gains["worst_case_value"]["agent_0"] + 1.0) < 1e-9
