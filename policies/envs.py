@@ -36,7 +36,7 @@ from gymnasium import spaces
 
 from policies.networks import action_size
 
-EPISODE_METRICS = ("coverage", "mean_landmark_distance")
+EPISODE_METRICS = ("coverage", "mean_landmark_distance", "capture", "capture_time")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
     env = sim.make_env("coverage", num_drones=4)                 # PettingZoo ParallelEnv
     venv = sim.make_vec_env("coverage", 512, backend="fast")     # batched numpy arrays
+    game = sim.make_env("pursuit", view="cells", action_mode="discrete", policy_hz=1)
 
 Imports numpy, pybullet, gymnasium and pettingzoo; never torch, never rclpy.
 """
@@ -22,7 +23,7 @@ def _check_backend(backend: str) -> None:
 
 def make_env(name: str, *, backend: str = "pybullet", render_mode: str | None = "rgb_array",
              seed: int | None = None, **cfg: Any):
-    """A PettingZoo ParallelEnv for scenario `name` ("coverage" or "spread")."""
+    """A PettingZoo ParallelEnv for scenario `name` ("coverage", "spread" or "pursuit")."""
     from sim.env import DroneSwarmEnv
 
     _check_backend(backend)

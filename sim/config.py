@@ -36,6 +36,20 @@ DISCRETE_ACTIONS = (
     ("down", (0.0, 0.0, -1.0)),
 )
 
+# The cells view of pursuit (tabular learners): index -> (dx, dy) move to a neighbouring cell.
+CELL_MOVES = (
+    ("stay", (0, 0)),
+    ("east", (1, 0)),
+    ("west", (-1, 0)),
+    ("north", (0, 1)),
+    ("south", (0, -1)),
+)
+
+PURSUIT_VIEWS = ("drone", "cells")
+
+MAX_JOINT_CELLS = 2 ** 20
+"""Largest joint cell state of the pursuit cells view (its one-hot observation's width)."""
+
 
 class ConfigError(ValueError):
     """A scenario parameter outside its valid range; the message names it and the fix."""
@@ -259,7 +273,158 @@ class SpreadConfig(SwarmConfig):
         self._validate_capacity()
 
 
-SCENARIOS: dict[str, type[SwarmConfig]] = {"coverage": CoverageConfig, "spread": SpreadConfig}
+@dataclass(frozen=True)
+class PursuitConfig(SwarmConfig):
+    """Pursuit-evasion: `num_pursuers` drones chase `num_evaders` drones over a square arena.
+
+    Teams: drones 0..P-1 are the pursuers, P..P+E-1 the evaders (P = num_pursuers, E =
+    num_evaders; the agent names stay drone_i, and num_drones must equal P + E). An evader is
+    captured when a pursuer comes within `capture_radius` of it horizontally (altitude does
+    not hide it), or when it leaves the geofence (the arena is the game: fleeing out of it
+    loses). The evaders' velocity limits are `evader_speed` times the pursuers' (vxy, vz):
+    below 1 the pursuers are faster, above 1 the evaders.
+
+    Rewards are zero-sum between the teams. Every pursuer is paid the pursuers' team reward
+    and every evader its negative: +1 per evader captured this step, minus `time_penalty` per
+    step (the pursuers' hurry, the evaders' bonus for surviving), minus collision_penalty
+    per near-collision pair of pursuers plus the same per pair of evaders still in play,
+    minus geofence_penalty per pursuer outside the geofence. A pursuer's safety violation is
+    paid to the evaders and the other way round, so the two team rewards always sum to 0;
+    near-collisions of a pursuer with an evader are not penalised (closing in is the
+    pursuers' task, and with capture_radius >= collision_distance, the default, every one is
+    a capture). With one evader its capture ends the episode (terminated); with several, a
+    captured evader hovers where it was caught, out of play (its commands are ignored, no
+    drone hears it, it cannot be captured again and is paid its team's reward as before),
+    and the episode ends when every evader is captured. Otherwise it is truncated after
+    max_steps.
+
+    Views (`view`), one game:
+    - "drone" (deep methods): the ordinary drone observation (own state, the K nearest heard
+      neighbours) plus the own team flag and each listed neighbour's flag (+1 pursuer,
+      -1 evader, 0 padding), so one shared network can play either side; the usual
+      `action_mode` (continuous or the 11 discrete actions).
+    - "cells" (tabular learners): the arena divided into cells_per_side x cells_per_side
+      cells; the observation is the one-hot of the joint cell index (own cell first, then
+      every other drone's in index order: (cells_per_side^2)^N states, 256 for 1 v 1 on
+      4 x 4). Every drone hears every other here (comm_radius does not apply: a Markov
+      game's state holds every position), so neighbour_drop must be 0. Actions: Discrete(5)
+      (`CELL_MOVES`: stay, +x, -x, +y, -y; needs action_mode="discrete"), a velocity setpoint
+      towards the centre of the neighbouring cell (its own centre for stay; a move off the
+      arena stays): (centre - position) x policy_hz, the speed that covers the distance in
+      one policy step, i.e. cell_speed = cell_size x policy_hz for a drone at its cell's
+      centre, clamped to the drone's velocity limit (vxy, x evader_speed for the evaders; so
+      evader_speed only matters here where cell_speed exceeds the evader's limit). The
+      drone must also stop within the step (velocity lag ~0.2 s, acceleration <= 5.8 m/s^2:
+      about 0.8 s for 1 m), so use policy_hz=1 with the default 1 m cells: measured on the
+      fast backend, 96% of random moves end in the intended cell and none leaves the arena;
+      at 2 Hz 51%, with overshoots out of it; at the default 8 Hz a move is clamped to
+      0.25 m a step.
+
+    Start positions keep every two drones 2 x capture_radius apart (at least the usual start
+    spacing), so no evader starts caught.
+
+    Infos (sim.vec_env): `capture`, the fraction of evaders captured this episode (1 v 1:
+    1 once caught), `capture_time`, policy steps to the episode's first capture (the steps so
+    far while none: an uncaught episode reports max_steps), `pursuer_reward` and
+    `evader_reward` (E,); `team_reward` is the drones' mean reward (0 in 1 v 1).
+    `agent_rewards` changes nothing here: every drone is already paid its own team's reward.
+    """
+
+    num_drones: int = 2
+    num_pursuers: int = 1
+    num_evaders: int = 1
+    arena_size: float = 4.0
+    capture_radius: float = 0.5
+    evader_speed: float = 1.0
+    time_penalty: float = 0.0
+    view: str = "drone"
+    cells_per_side: int = 4
+    # Every drone hears every other across the default arena (its diagonal is 5.7 m): chasing
+    # needs to see the opponent; a smaller radius makes it a search game.
+    comm_radius: float = 6.0
+
+    scenario = "pursuit"
+    SIM_ONLY = SwarmConfig.SIM_ONLY + ("capture_radius", "time_penalty")
+
+    @property
+    def field_size(self) -> tuple[float, float]:
+        return (self.arena_size, self.arena_size)
+
+    @property
+    def start_spacing(self) -> float:
+        """Twice the capture radius or the usual spacing, whichever is larger."""
+        return max(super().start_spacing, 2.0 * self.capture_radius)
+
+    @property
+    def cell_size(self) -> float:
+        """Side of one cell of the cells view, metres."""
+        return self.arena_size / self.cells_per_side
+
+    @property
+    def cell_speed(self) -> float:
+        """Speed of a cells-view move from a cell's centre, before the velocity limit (m/s)."""
+        return self.cell_size * self.policy_hz
+
+    @property
+    def num_cells(self) -> int:
+        return self.cells_per_side * self.cells_per_side
+
+    @property
+    def num_joint_cells(self) -> int:
+        """States of the cells view: every drone's cell, (cells_per_side^2)^N."""
+        return self.num_cells ** self.num_drones
+
+    def is_evader(self, drone: int) -> bool:
+        return drone >= self.num_pursuers
+
+    def _validate(self) -> None:
+        super()._validate()
+        for name in ("num_pursuers", "num_evaders"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1,
+                     f"{name} must be an integer >= 1 (got {value!r}).")
+        total = self.num_pursuers + self.num_evaders
+        _require(self.num_drones == total,
+                 f"num_drones must equal num_pursuers + num_evaders = {total} (got "
+                 f"{self.num_drones!r}); set num_drones={total}.")
+        _require(isinstance(self.arena_size, int | float) and math.isfinite(self.arena_size)
+                 and self.arena_size > 0,
+                 f"arena_size must be a number of metres > 0 (got {self.arena_size!r}).")
+        _require(isinstance(self.capture_radius, int | float) and math.isfinite(self.capture_radius)
+                 and self.capture_radius > 0,
+                 f"capture_radius must be a number of metres > 0 (got {self.capture_radius!r}).")
+        _require(isinstance(self.evader_speed, int | float) and 0 < self.evader_speed <= 2,
+                 f"evader_speed must be a factor in (0, 2] on the evaders' velocity limits "
+                 f"(got {self.evader_speed!r}).")
+        _require(isinstance(self.time_penalty, int | float) and math.isfinite(self.time_penalty)
+                 and self.time_penalty >= 0,
+                 f"time_penalty must be a finite number >= 0 (got {self.time_penalty!r}).")
+        _require(self.view in PURSUIT_VIEWS,
+                 f"view must be one of {', '.join(PURSUIT_VIEWS)} (got {self.view!r}).")
+        _require(isinstance(self.cells_per_side, int) and self.cells_per_side >= 2,
+                 f"cells_per_side must be an integer >= 2 (got {self.cells_per_side!r}).")
+        if self.view == "cells":
+            _require(self.action_mode == "discrete",
+                     f"view='cells' acts with the {len(CELL_MOVES)} cell moves; set "
+                     f"action_mode='discrete' (got {self.action_mode!r}).")
+            _require(not self.mean_action,
+                     "view='cells' is a one-hot state; set mean_action=false.")
+            _require(self.neighbour_drop == 0,
+                     f"view='cells' needs every drone's position each tick; set neighbour_drop=0 "
+                     f"(got {self.neighbour_drop!r}).")
+            _require(self.num_joint_cells <= MAX_JOINT_CELLS,
+                     f"view='cells' has (cells_per_side^2)^num_drones = {self.num_joint_cells} "
+                     f"states, more than {MAX_JOINT_CELLS}; use fewer cells or drones.")
+        capacity = self.start_capacity()
+        _require(self.num_drones <= capacity or 2.0 * self.capture_radius <= super().start_spacing,
+                 f"capture_radius={self.capture_radius} keeps drones {2 * self.capture_radius:g} m "
+                 f"apart at the start, and the arena holds at most {capacity} such drones; use a "
+                 f"smaller capture_radius or a larger arena_size.")
+        self._validate_capacity()
+
+
+SCENARIOS: dict[str, type[SwarmConfig]] = {"coverage": CoverageConfig, "spread": SpreadConfig,
+                                           "pursuit": PursuitConfig}
 
 
 def make_config(name: str, **params: Any) -> SwarmConfig:
@@ -291,6 +456,9 @@ def scaled_field(name: str, num_drones: int) -> dict[str, Any]:
         return {"width": side, "height": side}
     if name == "spread":
         return {"arena_size": round(SpreadConfig.arena_size * scale, 1)}
+    if name in SCENARIOS:
+        raise ConfigError(f"scaled_field has no density rule for {name!r}; it scales coverage and "
+                          f"spread (set the {name} field yourself).")
     raise ConfigError(f"unknown scenario {name!r}; choose one of: {', '.join(sorted(SCENARIOS))}.")
 
 
@@ -299,12 +467,13 @@ def config_from_dict(data: dict[str, Any]) -> SwarmConfig:
     data = dict(data)
     name = data.pop("scenario", None)
     if name is None:
-        raise ConfigError("configuration has no 'scenario' entry; add scenario: coverage|spread.")
+        raise ConfigError("configuration has no 'scenario' entry; add scenario: "
+                          f"{'|'.join(SCENARIOS)}.")
     return make_config(name, **data)
 
 
 __all__ = [
-    "ACTION_MODES", "CONTROL_HZ", "ConfigError", "CoverageConfig", "DISCRETE_ACTIONS",
-    "SCENARIOS", "SpreadConfig", "SwarmConfig", "VALID_POLICY_HZ", "config_from_dict",
-    "make_config", "scaled_field",
+    "ACTION_MODES", "CELL_MOVES", "CONTROL_HZ", "ConfigError", "CoverageConfig", "DISCRETE_ACTIONS",
+    "MAX_JOINT_CELLS", "PURSUIT_VIEWS", "PursuitConfig", "SCENARIOS", "SpreadConfig",
+    "SwarmConfig", "VALID_POLICY_HZ", "config_from_dict", "make_config", "scaled_field",
 ]

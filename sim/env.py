@@ -63,7 +63,8 @@ class DroneSwarmEnv(ParallelEnv):
         obs, rew, term, trunc, infos = self._vec.step(batch)
         self._trails.append(self._vec.positions[0])
         info = {k: float(v[0]) for k, v in infos.items()
-                if k in ("coverage", "collisions", "geofence_violations", "mean_landmark_distance")}
+                if k in ("coverage", "collisions", "geofence_violations", "mean_landmark_distance",
+                         "capture", "capture_time")}
         agents = self.agents
         out = (self._split(obs[0]), {a: float(rew[0, i]) for i, a in enumerate(agents)},
                {a: bool(term[0, i]) for i, a in enumerate(agents)},

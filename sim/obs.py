@@ -13,6 +13,10 @@ What a drone knows:
 - coverage: its own belief map, the cells it covered plus the footprints of
   neighbours it heard, updated with `update_belief` once per policy tick;
 - spread: the landmark positions (the task definition);
+- pursuit, "drone" view: its own team and the team of every neighbour it heard (drones
+  0..P-1 pursue, the others evade: `team_flags`); "cells" view: the cell of every drone,
+  its own first, as one one-hot joint index (`cells_observation`), and its actions are
+  moves to a neighbouring cell (`cell_action_setpoint`, the setpoint a node sends);
 - with `cfg.mean_action` (the mean-field family): the mean action of the neighbours it
   heard, read off their velocities (`neighbour_mean_action`), as the last field.
 
@@ -30,11 +34,19 @@ import json
 
 import numpy as np
 
-from sim.config import DISCRETE_ACTIONS, CoverageConfig, SpreadConfig, SwarmConfig
+from sim.config import (
+    CELL_MOVES,
+    DISCRETE_ACTIONS,
+    CoverageConfig,
+    PursuitConfig,
+    SpreadConfig,
+    SwarmConfig,
+)
 
 OBS_DTYPE = np.float32
 TO_COVER, COVERED, OUTSIDE = 1, 0, -1  # belief cell values
 NEIGHBOUR_FEATURES = 7  # relative position (3), relative velocity (3), present flag (1)
+PURSUER, EVADER = 1.0, -1.0  # team flags of the pursuit drone view (0 pads absent neighbours)
 
 
 # ----------------------------------------------------------------------------------------
@@ -42,6 +54,8 @@ NEIGHBOUR_FEATURES = 7  # relative position (3), relative velocity (3), present 
 # ----------------------------------------------------------------------------------------
 def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
     """Named fields of the observation vector, in order, with their sizes."""
+    if is_cells_view(cfg):
+        return [("joint_cell", cfg.num_joint_cells)]  # one-hot, see joint_cell_index
     layout = [
         ("own_position", 3),  # field-normalised to [-1, 1] (x, y), altitude band to [-1, 1] (z)
         ("own_velocity", 3),  # divided by the velocity limits
@@ -54,6 +68,11 @@ def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
         ]
     elif isinstance(cfg, SpreadConfig):
         layout += [("landmarks", cfg.num_landmarks * 3)]  # relative positions / arena size
+    elif isinstance(cfg, PursuitConfig):
+        layout += [
+            ("own_team", 1),  # +1 pursuer, -1 evader
+            ("neighbour_teams", cfg.num_neighbours),  # same order as neighbours, 0 = padding
+        ]
     if cfg.mean_action:
         layout += [("neighbour_mean_action", mean_action_size(cfg))]  # always the last field
     return layout
@@ -61,6 +80,16 @@ def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
 
 def observation_size(cfg: SwarmConfig) -> int:
     return sum(size for _, size in observation_layout(cfg))
+
+
+def observation_bounds(cfg: SwarmConfig) -> tuple[float, float]:
+    """Bounds of every observation entry: [0, 1] for a one-hot state (the pursuit cells view,
+    which is how the tabular learners recognise a finite state), unbounded otherwise."""
+    return (0.0, 1.0) if is_cells_view(cfg) else (-np.inf, np.inf)
+
+
+def is_cells_view(cfg: SwarmConfig) -> bool:
+    return isinstance(cfg, PursuitConfig) and cfg.view == "cells"
 
 
 def observation_hash(cfg: SwarmConfig) -> str:
@@ -94,12 +123,19 @@ def nearest_neighbours(own_pos: np.ndarray, own_vel: np.ndarray, other_pos: np.n
 
     Returns (..., K, 7): relative position / comm radius, relative velocity / vxy, present flag.
     """
+    return _nearest(own_pos, own_vel, other_pos, other_vel, heard, cfg)[0]
+
+
+def _nearest(own_pos, own_vel, other_pos, other_vel, heard, cfg, other_teams=None):
+    """`nearest_neighbours`, and with other_teams (..., M) the team flags (..., K) of the same
+    neighbours in the same order (0 for padding): one sort for both."""
     k = cfg.num_neighbours
     batch = own_pos.shape[:-1]
     out = np.zeros(batch + (k, NEIGHBOUR_FEATURES), dtype=OBS_DTYPE)
+    teams = None if other_teams is None else np.zeros(batch + (k,), dtype=OBS_DTYPE)
     m = other_pos.shape[-2]
     if k == 0 or m == 0:
-        return out
+        return out, teams
     flat_out = out.reshape(-1, k, NEIGHBOUR_FEATURES)
     rel_pos = (other_pos - own_pos[..., None, :]).reshape(-1, m, 3)
     rel_vel = (other_vel - own_vel[..., None, :]).reshape(-1, m, 3)
@@ -111,7 +147,10 @@ def nearest_neighbours(own_pos: np.ndarray, own_vel: np.ndarray, other_pos: np.n
     flat_out[:, :take, 0:3] = rel_pos[rows, order] * (present / cfg.comm_radius)
     flat_out[:, :take, 3:6] = rel_vel[rows, order] * (present / cfg.vxy)
     flat_out[:, :take, 6:7] = present
-    return out
+    if teams is not None:
+        flags = np.broadcast_to(np.asarray(other_teams, dtype=OBS_DTYPE), heard.shape).reshape(-1, m)
+        teams.reshape(-1, k)[:, :take] = flags[rows, order] * present[..., 0]
+    return out, teams
 
 
 def mean_action_size(cfg: SwarmConfig) -> int:
@@ -269,6 +308,90 @@ def belief_summary(belief: np.ndarray, cfg: CoverageConfig) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------
+# Pursuit: teams and the cells view
+# ----------------------------------------------------------------------------------------
+def team_flags(cfg: PursuitConfig) -> np.ndarray:
+    """Every drone's team flag by drone index, (N,): +1 for drones 0..P-1 (pursuers), -1 for the
+    evaders. A node passes its own entry as `own_team` and those of the drones it received as
+    `other_teams`."""
+    flags = np.full(cfg.num_drones, EVADER, dtype=OBS_DTYPE)
+    flags[: cfg.num_pursuers] = PURSUER
+    return flags
+
+
+def speed_scales(cfg: PursuitConfig) -> np.ndarray:
+    """Every drone's factor on the velocity limits by drone index, (N,): 1 for the pursuers,
+    evader_speed for the evaders. A drone's setpoints are its action times (vxy, vxy, vz) times
+    its factor (cells view: `cell_action_setpoint`'s speed_scale)."""
+    scales = np.full(cfg.num_drones, float(cfg.evader_speed))
+    scales[: cfg.num_pursuers] = 1.0
+    return scales
+
+
+def arena_cell(pos: np.ndarray, cfg: PursuitConfig) -> np.ndarray:
+    """Cell index (row-major: iy * cells_per_side + ix) of positions (..., 3); a position off the
+    arena counts in the nearest edge cell."""
+    c = cfg.cells_per_side
+    ix, iy = position_to_cell(np.asarray(pos, dtype=np.float64), cfg)
+    return np.clip(iy, 0, c - 1) * c + np.clip(ix, 0, c - 1)
+
+
+def joint_cell_index(cfg: PursuitConfig, own_pos: np.ndarray, other_pos: np.ndarray) -> np.ndarray:
+    """The cells view's state index, (...,) int64: the own cell first (most significant), then
+    every other drone's cell in drone index order, in base cells_per_side^2. For 1 v 1:
+    own_cell * 16 + opponent_cell on 4 x 4 cells. other_pos: (..., N - 1, 3), every drone but
+    this one, in index order."""
+    other_pos = np.asarray(other_pos, dtype=np.float64)
+    if other_pos.shape[-2:] != (cfg.num_drones - 1, 3):
+        raise ValueError(f"the pursuit cells view needs every other drone's position, in drone "
+                         f"index order: shape (..., {cfg.num_drones - 1}, 3) (got "
+                         f"{other_pos.shape}).")
+    index = arena_cell(own_pos, cfg).astype(np.int64)
+    cells = arena_cell(other_pos, cfg)
+    for j in range(cfg.num_drones - 1):
+        index = index * cfg.num_cells + cells[..., j]
+    return index
+
+
+def cells_observation(cfg: PursuitConfig, own_pos: np.ndarray, other_pos: np.ndarray) -> np.ndarray:
+    """One-hot (..., (cells_per_side^2)^N) float32 of `joint_cell_index`: the cells view."""
+    index = joint_cell_index(cfg, own_pos, other_pos)
+    out = np.zeros(index.shape + (cfg.num_joint_cells,), dtype=OBS_DTYPE)
+    np.put_along_axis(out, index[..., None], 1.0, axis=-1)
+    return out
+
+
+_CELL_STEPS = np.array([d for _, d in CELL_MOVES], dtype=np.int64)  # (5, 2) cell offsets
+
+
+def cell_move_target(cfg: PursuitConfig, actions: np.ndarray, own_pos: np.ndarray) -> np.ndarray:
+    """Where a cells-view action leads, (..., 2) metres: the centre of the neighbouring cell
+    (`CELL_MOVES`), of the own cell for stay or for a move off the arena."""
+    c = cfg.cells_per_side
+    ix, iy = position_to_cell(np.asarray(own_pos, dtype=np.float64), cfg)
+    step = _CELL_STEPS[np.asarray(actions, dtype=np.int64)]
+    tx = np.clip(np.clip(ix, 0, c - 1) + step[..., 0], 0, c - 1)
+    ty = np.clip(np.clip(iy, 0, c - 1) + step[..., 1], 0, c - 1)
+    return (np.stack([tx, ty], axis=-1) + 0.5) * cfg.cell_size
+
+
+def cell_action_setpoint(cfg: PursuitConfig, actions: np.ndarray, own_pos: np.ndarray,
+                         speed_scale: np.ndarray | float = 1.0) -> np.ndarray:
+    """Velocity setpoints (..., 4) m/s of cells-view actions (...,) at positions (..., 3): the
+    velocity that reaches the target cell's centre in one policy step, (target - position) x
+    policy_hz, clipped to the drone's limits (vxy, vz) x speed_scale (an evader's
+    evader_speed); the altitude is held at start_altitude the same way, yaw rate 0."""
+    own_pos = np.asarray(own_pos, dtype=np.float64)
+    scale = np.asarray(speed_scale, dtype=np.float64)[..., None]
+    setpoint = np.zeros(own_pos.shape[:-1] + (4,))
+    xy = (cell_move_target(cfg, actions, own_pos) - own_pos[..., :2]) * cfg.policy_hz
+    setpoint[..., :2] = np.clip(xy, -cfg.vxy * scale, cfg.vxy * scale)
+    z = (cfg.start_altitude - own_pos[..., 2:3]) * cfg.policy_hz
+    setpoint[..., 2:3] = np.clip(z, -cfg.vz * scale, cfg.vz * scale)
+    return setpoint
+
+
+# ----------------------------------------------------------------------------------------
 # The observation
 # ----------------------------------------------------------------------------------------
 def own_features(own_pos: np.ndarray, own_vel: np.ndarray, cfg: SwarmConfig) -> np.ndarray:
@@ -284,38 +407,51 @@ def own_features(own_pos: np.ndarray, own_vel: np.ndarray, cfg: SwarmConfig) -> 
 def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
                       other_pos: np.ndarray, other_vel: np.ndarray,
                       other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
-                      landmarks: np.ndarray | None = None) -> np.ndarray:
+                      landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
+                      other_teams: np.ndarray | None = None) -> np.ndarray:
     """Observation vectors (..., D) float32, laid out as `observation_layout(cfg)`.
 
     own_pos, own_vel: (..., 3). other_pos, other_vel: (..., M, 3) every other drone
     whose state was received (M may be 0); other_valid: (..., M) which entries are
     real. The communication-radius filter is applied here. belief: (..., Hp, Wp)
-    from `new_belief` (coverage). landmarks: (..., L, 3) (spread).
+    from `new_belief` (coverage). landmarks: (..., L, 3) (spread). Pursuit "drone" view:
+    own_team (...,) and other_teams (..., M), the `team_flags` of this drone and of the
+    others. Pursuit "cells" view: other_pos must hold every other drone, in index order
+    (M = N - 1; velocities, validity and teams are not used).
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    update=False)
+                    own_team, other_teams, update=False)
 
 
 def observe_tick(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
                  other_pos: np.ndarray, other_vel: np.ndarray,
                  other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
-                 landmarks: np.ndarray | None = None) -> np.ndarray:
+                 landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
+                 other_teams: np.ndarray | None = None) -> np.ndarray:
     """One policy tick of a drone: update its belief (coverage) from what it hears, then build
     its observation. The simulator and the agent node both call this once per tick.
 
     Same arguments as `build_observation`; `belief` is updated in place.
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    update=True)
+                    own_team, other_teams, update=True)
 
 
-def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks, update):
+def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
+             own_team, other_teams, update):
+    if is_cells_view(cfg):
+        return cells_observation(cfg, own_pos, other_pos)
     own_pos = np.asarray(own_pos, dtype=np.float64)
     own_vel = np.asarray(own_vel, dtype=np.float64)
     other_pos = np.asarray(other_pos, dtype=np.float64)
     other_vel = np.asarray(other_vel, dtype=np.float64)
     heard = heard_mask(own_pos, other_pos, other_valid, cfg.comm_radius)
-    nbrs = nearest_neighbours(own_pos, own_vel, other_pos, other_vel, heard, cfg)
+    pursuit = isinstance(cfg, PursuitConfig)
+    if pursuit and (own_team is None or other_teams is None):
+        raise ValueError("pursuit observations need own_team and other_teams, the team flags of "
+                         "this drone and of the others (see team_flags).")
+    nbrs, teams = _nearest(own_pos, own_vel, other_pos, other_vel, heard, cfg,
+                           other_teams if pursuit else None)
     parts = [own_features(own_pos, own_vel, cfg), nbrs.reshape(own_pos.shape[:-1] + (-1,))]
     if isinstance(cfg, CoverageConfig):
         if belief is None:
@@ -328,6 +464,9 @@ def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, l
             raise ValueError("spread observations need the landmark positions (L, 3).")
         rel = (np.asarray(landmarks, dtype=np.float64) - own_pos[..., None, :]) / cfg.arena_size
         parts.append(rel.reshape(own_pos.shape[:-1] + (-1,)).astype(OBS_DTYPE))
+    elif pursuit:
+        own = np.broadcast_to(np.asarray(own_team, dtype=OBS_DTYPE), own_pos.shape[:-1])
+        parts += [own[..., None], teams]
     if cfg.mean_action:
         parts.append(neighbour_mean_action(other_vel, heard, cfg))
     return np.concatenate(parts, axis=-1)

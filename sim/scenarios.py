@@ -12,7 +12,7 @@ import numpy as np
 
 from sim import neighbours
 from sim import obs as O
-from sim.config import CoverageConfig, SpreadConfig, SwarmConfig
+from sim.config import CoverageConfig, PursuitConfig, SpreadConfig, SwarmConfig
 
 
 def start_positions(cfg: SwarmConfig, rng: np.random.Generator, count: int) -> np.ndarray:
@@ -67,6 +67,10 @@ class Scenario:
     """Base class: the per-task part of the vector environment."""
 
     cfg: SwarmConfig
+    # A competitive task pays each drone its own reward (`drone_rewards`, penalties included,
+    # set by `progress`) instead of the team reward the vector env composes.
+    zero_sum = False
+    drone_rewards: np.ndarray
 
     def __init__(self, cfg: SwarmConfig, num_envs: int):
         self.cfg = cfg
@@ -96,6 +100,19 @@ class Scenario:
     def state_size(self) -> int:
         raise NotImplementedError
 
+    def metrics(self) -> dict[str, np.ndarray]:
+        """The task metrics of the current episodes, (E,) each (what reset reports)."""
+        return {}
+
+    def speed_scale(self) -> np.ndarray | None:
+        """Per-drone factor on the velocity limits, (N,), or None where all fly the same."""
+        return None
+
+    def fly(self, setpoints: np.ndarray) -> np.ndarray:
+        """The setpoints (E, N, 4) the drones fly this step: the commands, unless the task
+        overrides some (drones out of play hover)."""
+        return setpoints
+
     # shared pieces -------------------------------------------------------------------------
     def _received(self, env_ids, received: np.ndarray | None) -> np.ndarray:
         """Which other drones' states each drone has this tick: (E, N, N) bool."""
@@ -109,16 +126,21 @@ class Scenario:
         other_valid); large ones: only the drones within the communication radius
         (sim.neighbours, O(N) instead of O(N^2)). sim.obs applies the radius itself, so the
         observation is the same either way."""
+        return self._others_indexed(pos, vel, env_ids, received)[:3]
+
+    def _others_indexed(self, pos, vel, env_ids, received):
+        """`_others` and the drone index of every entry, (E, N, M), or None for the small-swarm
+        layout (entry j is drone j)."""
         n = self.cfg.num_drones
         if n <= neighbours.DENSE_MAX_DRONES:
             return (np.broadcast_to(pos[:, None], pos.shape[:1] + (n,) + pos.shape[1:]),
                     np.broadcast_to(vel[:, None], vel.shape[:1] + (n,) + vel.shape[1:]),
-                    self._received(env_ids, received))
+                    self._received(env_ids, received), None)
         index, valid = neighbours.neighbours_within(pos, self.cfg.comm_radius)
         if received is not None:
             valid &= np.take_along_axis(received, index, axis=2)
         rows = np.arange(pos.shape[0])[:, None, None]
-        return pos[rows, index], vel[rows, index], valid
+        return pos[rows, index], vel[rows, index], valid, index
 
     def _drone_state(self, pos: np.ndarray, vel: np.ndarray) -> np.ndarray:
         return O.own_features(pos, vel, self.cfg).reshape(pos.shape[0], -1)
@@ -165,6 +187,9 @@ class CoverageScenario(Scenario):
         np.add.at(counts, (env[new], cell[new]), 1.0)
         share = np.where(new, 1.0 / np.maximum(counts[env, cell], 1.0), 0.0)
         return share.sum(axis=(-2, -1)) / self.cells
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        return {"coverage": self.covered_count / self.cells}
 
     def _count(self, env_ids: np.ndarray | slice = slice(None)) -> np.ndarray:
         return (O.belief_interior(self.covered[env_ids], self.cfg) == O.COVERED).sum(axis=(-2, -1))
@@ -254,9 +279,115 @@ class SpreadScenario(Scenario):
                               axis=1).astype(np.float32)
 
 
+class PursuitScenario(Scenario):
+    """Pursuers chase evaders; the rules and rewards are in `sim.config.PursuitConfig`.
+
+    Captures are checked on the true positions after each step. `captured` (E, num_evaders)
+    marks the evaders out of play; `first_capture` (E,) the step of the episode's first
+    capture (0: none yet).
+    """
+
+    cfg: PursuitConfig
+    zero_sum = True
+
+    def __init__(self, cfg: PursuitConfig, num_envs: int):
+        super().__init__(cfg, num_envs)
+        n, p = cfg.num_drones, cfg.num_pursuers
+        self.teams = O.team_flags(cfg)  # (N,) +1 pursuer, -1 evader
+        self._speed = O.speed_scales(cfg)
+        self.captured = np.zeros((num_envs, cfg.num_evaders), dtype=bool)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.first_capture = np.zeros(num_envs, dtype=np.int64)
+        self.drone_rewards = np.zeros((num_envs, n))
+        self.team_rewards = np.zeros((num_envs, 2))  # (pursuers, evaders): opposite numbers
+        # Cells view: the other drones of each drone, in index order, (N, N - 1).
+        self._other_ids = np.array([[j for j in range(n) if j != i] for i in range(n)],
+                                   dtype=np.intp).reshape(n, n - 1)
+        self._pursuers, self._evaders = slice(0, p), slice(p, n)
+
+    def reset(self, env_ids, pos, rng):
+        self.captured[env_ids] = False
+        self.steps[env_ids] = 0
+        self.first_capture[env_ids] = 0
+
+    def out_of_play(self, env_ids=slice(None)) -> np.ndarray:
+        """(E, N) drones out of play: the captured evaders."""
+        out = np.zeros(self.captured[env_ids].shape[:1] + (self.cfg.num_drones,), dtype=bool)
+        out[:, self._evaders] = self.captured[env_ids]
+        return out
+
+    def speed_scale(self) -> np.ndarray:
+        return self._speed
+
+    def fly(self, setpoints):
+        setpoints = setpoints.copy()
+        setpoints[self.out_of_play()] = 0.0  # a captured evader hovers where it was caught
+        return setpoints
+
+    def capture_distances(self, pos: np.ndarray) -> np.ndarray:
+        """(E, num_evaders) horizontal distance from each evader to its nearest pursuer."""
+        pur, eva = pos[:, self._pursuers, None, :2], pos[:, None, self._evaders, :2]
+        return np.linalg.norm(eva - pur, axis=-1).min(axis=1)
+
+    def progress(self, pos):
+        cfg = self.cfg
+        self.steps += 1
+        in_play = ~self.captured
+        caught = in_play & ((self.capture_distances(pos) <= cfg.capture_radius)
+                            | ~O.inside_geofence(pos[:, self._evaders], cfg))
+        self.captured |= caught
+        count = caught.sum(axis=1)
+        self.first_capture = np.where((self.first_capture == 0) & (count > 0), self.steps,
+                                      self.first_capture)
+        # Safety within each team; a violation is paid to the other team (zero-sum).
+        close = pairwise_distances(pos) < cfg.collision_distance
+        pursuer_pairs = np.triu(close[:, self._pursuers, self._pursuers], k=1).sum(axis=(1, 2))
+        evader_close = close[:, self._evaders, self._evaders] & in_play[:, :, None] & in_play[:, None, :]
+        evader_pairs = np.triu(evader_close, k=1).sum(axis=(1, 2))
+        pursuers_out = (~O.inside_geofence(pos[:, self._pursuers], cfg)).sum(axis=1)
+        pursuer = (count - cfg.time_penalty - cfg.collision_penalty * (pursuer_pairs - evader_pairs)
+                   - cfg.geofence_penalty * pursuers_out)
+        evader = 0.0 - pursuer  # (0.0 - x, not -x: no -0.0 rewards)
+        self.team_rewards = np.stack([pursuer, evader], axis=1)
+        self.drone_rewards = np.where(self.teams == O.PURSUER, pursuer[:, None], evader[:, None])
+        terminated = self.captured.all(axis=1)
+        return pursuer, terminated, self.metrics()
+
+    def metrics(self):
+        """capture: the fraction of evaders captured this episode (1 v 1: 1 once caught);
+        capture_time: policy steps to the first capture, the steps so far while none."""
+        time = np.where(self.first_capture > 0, self.first_capture, self.steps)
+        return {"capture": self.captured.mean(axis=1), "capture_time": time.astype(np.float64)}
+
+    def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
+        if self.cfg.view == "cells":  # every other drone's position, in index order
+            return O.observe_tick(self.cfg, pos, vel, pos[:, self._other_ids], None)
+        others_p, others_v, valid, index = self._others_indexed(pos, vel, env_ids, received)
+        gone = self.out_of_play(env_ids)  # nobody hears a captured evader
+        if index is None:
+            valid = valid & ~gone[:, None, :]
+            other_teams = self.teams
+        else:
+            valid = valid & ~np.take_along_axis(gone[:, None, :].repeat(index.shape[1], 1), index, 2)
+            other_teams = self.teams[index]
+        return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
+                              own_team=self.teams, other_teams=other_teams)
+
+    @property
+    def state_size(self) -> int:
+        return self.cfg.num_drones * 6 + self.cfg.num_evaders + 1
+
+    def state(self, pos, vel, t):
+        time_left = 1.0 - t / self.cfg.max_steps
+        return np.concatenate([self._drone_state(pos, vel), self.captured.astype(np.float64),
+                               time_left[:, None]], axis=1).astype(np.float32)
+
+
 def make_scenario(cfg: SwarmConfig, num_envs: int) -> Scenario:
     if isinstance(cfg, CoverageConfig):
         return CoverageScenario(cfg, num_envs)
     if isinstance(cfg, SpreadConfig):
         return SpreadScenario(cfg, num_envs)
+    if isinstance(cfg, PursuitConfig):
+        return PursuitScenario(cfg, num_envs)
     raise TypeError(f"no scenario logic for {type(cfg).__name__}")

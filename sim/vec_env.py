@@ -18,6 +18,14 @@ nearest drone to) minus its own penalties (half of each near-collision it is in,
 geofence violation). Independent learners of large swarms (the mean-field family) learn
 from it; the team reward of a 64-drone swarm says little about one drone's action.
 
+Pursuit (a zero-sum game, `sim.config.PursuitConfig`) always pays each drone its team's
+reward, penalties included (the scenario's `drone_rewards`): every pursuer
+`infos["pursuer_reward"]`, every evader `infos["evader_reward"]` (its negative);
+`infos["team_reward"]` is the drones' mean, as for any env whose agents are paid differently,
+and `episode_return` sums it. Infos also report `capture` and `capture_time`. The evaders'
+velocity limits are evader_speed times the pursuers'; the cells view maps its 5 actions to
+setpoints with `sim.obs.cell_action_setpoint`, from the position each drone perceives.
+
 With `autoreset=True` (the default) an environment that ends is reset in the same
 call: the returned obs is the first of the new episode, the last one is in
 `infos["final_obs"]` (and `infos["final_state"]`) for the rows where
@@ -43,7 +51,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sim import obs as O
-from sim.config import DISCRETE_ACTIONS, SwarmConfig
+from sim.config import CELL_MOVES, DISCRETE_ACTIONS, SwarmConfig
 from sim.drone import VelocityLimits
 from sim.dynamics import make_dynamics
 from sim.scenarios import make_scenario, own_safety_counts, safety_counts, start_positions
@@ -71,6 +79,12 @@ class VecEnv:
         self.agents = [f"drone_{i}" for i in range(cfg.num_drones)]
         self.limits = VelocityLimits(vxy=cfg.vxy, vz=cfg.vz, yaw_rate=cfg.yaw_rate)
         self._scale = np.array([cfg.vxy, cfg.vxy, cfg.vz, cfg.yaw_rate])
+        self.scenario = make_scenario(cfg, num_envs)
+        self._speed = self.scenario.speed_scale()  # (N,) per-drone factor on the limits, or None
+        clamp = self.limits  # what the dynamics clamp setpoints to
+        if self._speed is not None and self._speed.max() > 1.0:  # faster evaders: raise it
+            top = float(self._speed.max())
+            clamp = VelocityLimits(vxy=cfg.vxy * top, vz=cfg.vz * top, yaw_rate=cfg.yaw_rate)
         options = {}
         if backend == "pybullet":  # sensor noise is perception (below), not the dynamics' state
             options = dict(gui=cfg.gui, drag=cfg.drag, ground_effect=cfg.ground_effect,
@@ -78,15 +92,17 @@ class VecEnv:
         self.rng = np.random.default_rng(seed)
         self._perception_rng = _perception_rng(seed)
         self.dynamics = make_dynamics(backend, num_envs, cfg.num_drones, policy_hz=cfg.policy_hz,
-                                      limits=self.limits, seed=seed, **options)
-        self.scenario = make_scenario(cfg, num_envs)
+                                      limits=clamp, seed=seed, **options)
 
         self.observation_size = O.observation_size(cfg)
-        self.observation_space = spaces.Box(-np.inf, np.inf, (self.observation_size,), np.float32)
+        self.observation_space = spaces.Box(*O.observation_bounds(cfg), (self.observation_size,),
+                                            np.float32)
+        self._cells = O.is_cells_view(cfg)
         if cfg.action_mode == "continuous":
             self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
         else:
-            self.action_space = spaces.Discrete(len(DISCRETE_ACTIONS))
+            moves = CELL_MOVES if self._cells else DISCRETE_ACTIONS
+            self.action_space = spaces.Discrete(len(moves))
         self.state_space = spaces.Box(-np.inf, np.inf, (self.scenario.state_size,), np.float32)
 
         self.t = np.zeros(num_envs, dtype=np.int64)
@@ -104,10 +120,20 @@ class VecEnv:
         self._needs_reset = True
 
     # -- actions ------------------------------------------------------------------------------
-    def action_to_setpoint(self, actions: np.ndarray) -> np.ndarray:
-        """Policy actions -> velocity setpoints (E, N, 4) in m/s and rad/s; validates input."""
+    def action_to_setpoint(self, actions: np.ndarray,
+                           positions: np.ndarray | None = None) -> np.ndarray:
+        """Policy actions -> velocity setpoints (E, N, 4) in m/s and rad/s; validates input.
+
+        The pursuit cells view's setpoints depend on where each drone is: `positions`
+        (E, N, 3), by default what the drones perceive."""
         e, n = self.num_envs, self.num_agents
         actions = np.asarray(actions)
+        setpoint = self._action_to_setpoint(actions, e, n, positions)
+        if self._speed is not None and not self._cells:
+            setpoint[..., :3] *= self._speed[:, None]
+        return setpoint
+
+    def _action_to_setpoint(self, actions, e, n, positions):
         if self.cfg.action_mode == "continuous":
             if actions.shape != (e, n, 4):
                 raise ValueError(f"continuous actions must have shape (num_envs, num_agents, 4) = "
@@ -121,16 +147,21 @@ class VecEnv:
         if actions.shape != (e, n):
             raise ValueError(f"discrete actions must have shape (num_envs, num_agents) = {(e, n)} "
                              f"(got {actions.shape}).")
+        count = int(self.action_space.n)
         if not np.issubdtype(actions.dtype, np.integer):
             if not np.isfinite(actions).all() or not np.all(actions == np.round(actions)):
-                raise ValueError(f"discrete actions must be integers in [0, {len(DISCRETE_ACTIONS) - 1}] "
+                raise ValueError(f"discrete actions must be integers in [0, {count - 1}] "
                                  f"(got {actions.ravel()[:8].tolist()}...).")
             actions = actions.astype(np.int64)
-        bad = (actions < 0) | (actions >= len(DISCRETE_ACTIONS))
+        bad = (actions < 0) | (actions >= count)
         if bad.any():
             env, agent = np.argwhere(bad)[0]
             raise ValueError(f"discrete action {int(actions[env, agent])} for {self.agents[agent]} "
-                             f"is out of range; valid actions are 0..{len(DISCRETE_ACTIONS) - 1}.")
+                             f"is out of range; valid actions are 0..{count - 1}.")
+        if self._cells:
+            if positions is None:
+                positions = self._perceived[..., :3] if self._perceives else self._pos
+            return O.cell_action_setpoint(self.cfg, actions, positions, self._speed)
         setpoint = np.zeros((e, n, 4))
         setpoint[..., :3] = DISCRETE_DIRECTIONS[actions] * self._scale[:3]
         return setpoint
@@ -200,24 +231,30 @@ class VecEnv:
             self._commands = np.roll(self._commands, -1, axis=0)
             self._commands[-1] = setpoints
             setpoints = flown
-        self.dynamics.step(setpoints)
+        self.dynamics.step(self.scenario.fly(setpoints))
         state = self.dynamics.state()
         self._pos[:] = state[..., 0:3]
         self._vel[:] = state[..., 3:6]
         self.t += 1
 
-        shares = self.scenario.task_shares(self._pos) if self.cfg.agent_rewards else None
+        zero_sum = self.scenario.zero_sum
+        shares = (self.scenario.task_shares(self._pos)
+                  if self.cfg.agent_rewards and not zero_sum else None)
         task_reward, terminated, metrics = self.scenario.progress(self._pos)
         collisions, outside = safety_counts(self._pos, self.cfg)
-        reward = (task_reward - self.cfg.collision_penalty * collisions
-                  - self.cfg.geofence_penalty * outside)
         n = self.num_agents
-        if shares is not None:  # each drone's share of the team reward, times N
-            close_own, outside_own = own_safety_counts(self._pos, self.cfg)
-            rewards = n * (shares - self.cfg.collision_penalty * close_own
-                           - self.cfg.geofence_penalty * outside_own)
+        if zero_sum:  # each team is paid its own reward, penalties included (the scenario's)
+            rewards = self.scenario.drone_rewards
+            reward = rewards.mean(axis=1)
         else:
-            rewards = np.repeat(reward[:, None], n, axis=1)
+            reward = (task_reward - self.cfg.collision_penalty * collisions
+                      - self.cfg.geofence_penalty * outside)
+            if shares is not None:  # each drone's share of the team reward, times N
+                close_own, outside_own = own_safety_counts(self._pos, self.cfg)
+                rewards = n * (shares - self.cfg.collision_penalty * close_own
+                               - self.cfg.geofence_penalty * outside_own)
+            else:
+                rewards = np.repeat(reward[:, None], n, axis=1)
         self.episode_return += reward
         self.episode_collisions += collisions
         self.episode_geofence += outside
@@ -230,6 +267,9 @@ class VecEnv:
         infos["geofence_violations"] = outside
         infos["done"] = done
         infos["team_reward"] = reward.astype(np.float32)  # what every drone is paid by default
+        if zero_sum:
+            infos["pursuer_reward"] = self.scenario.team_rewards[:, 0].astype(np.float32)
+            infos["evader_reward"] = self.scenario.team_rewards[:, 1].astype(np.float32)
         if self._perceives:
             self._measure()
         obs = self._observe()
@@ -251,9 +291,7 @@ class VecEnv:
                 infos)
 
     def _metrics(self) -> dict[str, np.ndarray]:
-        if hasattr(self.scenario, "covered_count"):
-            return {"coverage": self.scenario.covered_count / self.scenario.cells}
-        return {}
+        return self.scenario.metrics()
 
     def state(self) -> np.ndarray:
         return self.scenario.state(self._pos, self._vel, self.t)
