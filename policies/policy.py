@@ -194,6 +194,10 @@ def load(path: str | os.PathLike) -> TrainedPolicy:
         from policies.games.policy import GamePolicy
 
         return GamePolicy.from_payload(data, path)
+    if data.get("format") == "team_q_linear":  # Team-Q's weights over its env's basis functions
+        from policies.games.team_q import LinearTeamPolicy
+
+        return LinearTeamPolicy.from_payload(data, path)
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has policy format {data.get('format_version')!r}; this version "
                          f"reads format {FORMAT_VERSION}. Retrain or use the matching release.")
