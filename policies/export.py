@@ -205,9 +205,12 @@ def _sim_contract(policy: TrainedPolicy) -> tuple[Any, np.ndarray | None, np.nda
     if not env_config:
         return None, None, None
     from sim.config import DISCRETE_ACTIONS, config_from_dict
+    from sim.obs import is_cells_view
 
     cfg = config_from_dict(env_config)
     scale = np.array([cfg.vxy, cfg.vxy, cfg.vz, cfg.yaw_rate], dtype=np.float32)
+    if is_cells_view(cfg):  # a move's setpoint depends on the position: the node computes it
+        return cfg, None, None
     table = np.array([[*d, 0.0] for _, d in DISCRETE_ACTIONS], dtype=np.float32) * scale
     return cfg, scale, table
 
@@ -297,7 +300,10 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
     cfg, scale, table = _sim_contract(policy)
     space = spaces.Discrete(policy.action_sizes[0]) if mixed else policy.action_spaces[0]
     discrete = isinstance(space, spaces.Discrete)
-    inputs, outputs = _io_names(discrete, cfg is not None, hidden > 0, mixed)
+    from sim.obs import is_cells_view
+
+    cells = cfg is not None and is_cells_view(cfg)
+    inputs, outputs = _io_names(discrete, cfg is not None and not cells, hidden > 0, mixed)
     meta: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "agents": list(policy.agents),
@@ -340,7 +346,12 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
             "setpoint": ["vx", "vy", "vz", "yaw_rate"], "frame": "ENU",
             "limits": {"vxy": cfg.vxy, "vz": cfg.vz, "yaw_rate": cfg.yaw_rate},
         })
-        if discrete:
+        if cells:  # a move towards a neighbouring cell: sim.obs.cell_action_setpoint
+            from sim.config import CELL_MOVES
+
+            meta["action"]["cell_moves"] = [{"index": i, "name": name, "cells": list(step)}
+                                            for i, (name, step) in enumerate(CELL_MOVES)]
+        elif discrete:
             meta["action"]["discrete_actions"] = [
                 {"index": i, "name": name, "setpoint": table[i].tolist()}
                 for i, (name, _) in enumerate(DISCRETE_ACTIONS)]

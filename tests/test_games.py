@@ -191,3 +191,49 @@ def test_cli_trains_a_named_game_and_eval_reports_exploitability(tmp_path, capsy
     gains = exploitability_report(rock, game_model(make_game("rock_paper_scissors")))
     assert abs(gains["exploitability"]["agent_1"] - 1.0) < 1e-9
     assert abs(gains["worst_case_value"]["agent_0"] + 1.0) < 1e-9
+
+
+def _chasing_tables(cfg):
+    """Cells-view strategies by hand: the pursuer steps towards the evader's cell, the evader
+    stays (one-hot rows over CELL_MOVES: stay, east, west, north, south)."""
+    c = cfg.cells_per_side
+    cells = c * c
+    pursuer = np.zeros((cells * cells, 5))
+    evader = np.zeros((cells * cells, 5))
+    evader[:, 0] = 1.0
+    for own in range(cells):
+        for other in range(cells):
+            (oy, ox), (ty, tx) = divmod(own, c), divmod(other, c)
+            move = 1 if tx > ox else 2 if tx < ox else 3 if ty > oy else 4 if ty < oy else 0
+            pursuer[own * cells + other, move] = 1.0
+    return pursuer, evader
+
+
+def test_a_cells_view_pursuit_policy_flies_against_scripted_opponents_and_exports():
+    import sim
+    from marl_ros.runtime import OnnxPolicy
+    from policies.export import export_bundle
+    from policies.games.evaluation import pursuit_matchup
+
+    cfg = sim.make_config("pursuit", view="cells", policy_hz=1, action_mode="discrete",
+                          max_steps=20)
+    pursuer, evader = _chasing_tables(cfg)
+    policy = GamePolicy(["drone_0", "drone_1"], [pursuer, evader],
+                        {"algorithm": "minimax_q", "seed": 0, "global_step": 1,
+                         "env_config": cfg.to_dict()})
+    env = cfg.to_dict()
+    chase = pursuit_matchup(policy, env, "policy", "policy", episodes=8, backend="fast")
+    idle = pursuit_matchup(policy, env, "random", "policy", episodes=8, backend="fast")
+    assert chase["capture_rate"] == 1.0  # walking to the still evader's cell catches it
+    assert chase["capture_time"] < idle["capture_time"]
+    with pytest.raises(ValueError, match="pursuit side"):
+        pursuit_matchup(policy, env, "policy", "human", episodes=1, backend="fast")
+    import tempfile
+
+    bundle = OnnxPolicy.load(export_bundle(policy, tempfile.mkdtemp()))
+    assert "setpoint" not in bundle.outputs  # a cell move's setpoint depends on the position
+    assert [m["name"] for m in bundle.meta["action"]["cell_moves"]] == [
+        "stay", "east", "west", "north", "south"]
+    obs = np.zeros(pursuer.shape[0], np.float32)
+    obs[2 * 16 + 7] = 1.0  # pursuer in cell 2 (x 2, y 0), evader in cell 7 (x 3, y 1)
+    assert int(bundle.act(obs, "drone_0")[0]) == 1  # east, as the table says

@@ -93,3 +93,75 @@ def evaluate_game_run(run_dir: str | Path, episodes: int = 100, seed: int = 1234
     out.write_text(json.dumps(report, indent=2))
     report["json"] = str(out)
     return report
+
+
+# -- pursuit: a learned side against scripted and learned opponents ------------------------------
+PURSUIT_SIDES = ("policy", "scripted", "random")
+
+
+def _side_actions(kind: str, policy: Any, obs: np.ndarray, columns: range, scripted: np.ndarray,
+                  agents: list[str]) -> np.ndarray:
+    """The actions (E, len(columns)) of one team: the policy sampling its strategy, or the
+    scripted/random actions already computed for every drone."""
+    if kind != "policy":
+        return scripted[:, columns]
+    out = np.zeros((obs.shape[0], len(columns)), np.int64)
+    for e in range(obs.shape[0]):
+        acts = policy.act({agents[j]: obs[e, j] for j in columns}, deterministic=False)
+        out[e] = [acts[agents[j]] for j in columns]
+    return out
+
+
+def pursuit_matchup(policy: Any, env_config: dict[str, Any], pursuers: str, evaders: str,
+                    episodes: int = 20, backend: str = "pybullet", seed: int = 0) -> dict[str, float]:
+    """Capture rate and mean capture time of one matchup on the pursuit cells view: each team
+    is "policy" (the learned strategies, sampled), "scripted" (chase / flee,
+    `sim.scripted.pursuit_actions`) or "random" (a random walk over the moves)."""
+    import sim
+    from sim.config import config_from_dict
+    from sim.scripted import pursuit_actions
+
+    for kind in (pursuers, evaders):
+        if kind not in PURSUIT_SIDES:
+            raise ValueError(f"a pursuit side is one of {', '.join(PURSUIT_SIDES)} (got {kind!r}).")
+    cfg = config_from_dict(env_config)
+    num_envs = min(episodes, 4)
+    venv = sim.make_vec_env("pursuit", num_envs, backend=backend, seed=seed,
+                            **{k: v for k, v in cfg.to_dict().items() if k != "scenario"})
+    rng = np.random.default_rng(seed)
+    if policy is not None:
+        policy.rng = np.random.default_rng(seed + 1)
+    obs, _ = venv.reset(seed=seed)
+    p = cfg.num_pursuers
+    captures, times = [], []
+    while len(captures) < episodes:
+        scripted = pursuit_actions(cfg, venv.positions, rng,
+                                   pursuers="random" if pursuers == "random" else "chase",
+                                   evaders="random" if evaders == "random" else "flee",
+                                   velocities=venv.velocities)
+        actions = np.concatenate([
+            _side_actions(pursuers, policy, obs, range(p), scripted, venv.agents),
+            _side_actions(evaders, policy, obs, range(p, cfg.num_drones), scripted, venv.agents)],
+            axis=1)
+        obs, _, _, _, infos = venv.step(actions)
+        for e in np.flatnonzero(infos["done"]):
+            captures.append(float(infos["capture"][e]))
+            times.append(float(infos["capture_time"][e]))
+    venv.close()
+    return {"capture_rate": float(np.mean(captures[:episodes])),
+            "capture_time": float(np.mean(times[:episodes])), "episodes": episodes}
+
+
+def evaluate_pursuit(policy: Any, env_config: dict[str, Any], episodes: int = 20,
+                     backend: str = "pybullet", seed: int = 0) -> dict[str, dict[str, float]]:
+    """The learned pursuer and evader against scripted, random and learned opponents, beside
+    the scripted and random baselines of the same matchups."""
+    matchups = {
+        "policy_vs_flee": ("policy", "scripted"), "chase_vs_flee": ("scripted", "scripted"),
+        "random_vs_flee": ("random", "scripted"), "policy_vs_random": ("policy", "random"),
+        "chase_vs_policy": ("scripted", "policy"), "chase_vs_random": ("scripted", "random"),
+        "random_vs_policy": ("random", "policy"), "random_vs_random": ("random", "random"),
+        "policy_vs_policy": ("policy", "policy"),
+    }
+    return {name: pursuit_matchup(policy, env_config, pursuers, evaders, episodes, backend, seed)
+            for name, (pursuers, evaders) in matchups.items()}
