@@ -212,6 +212,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       f"({sweep['unit']}; last passing value: {before})")
         print(f"wrote {', '.join(report['files'].values())} in {report['wall_s']:.0f} s")
         return 0
+    if args.opponent is not None and not _trains_a_named_game(target):
+        raise ValueError("--opponent belongs to runs of the game-theoretic family on pursuit; drop "
+                         "it for this run.")
     extra = [flag for flag, used in (("--sweeps", args.sweeps), ("--out", args.out),
                                      ("--mission-steps", args.mission_steps)) if used]
     if extra:
@@ -246,10 +249,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _trains_a_named_game(run: Path) -> bool:
+    """A run of the game-theoretic family (a named game, or pursuit's cells view)."""
+    from policies import GAME_ALGORITHM_NAMES
     from policies.config import read_yaml
-    from policies.games.worlds import GAMES
 
-    return (run / "config.yaml").is_file() and read_yaml(run / "config.yaml").get("scenario") in GAMES
+    return ((run / "config.yaml").is_file()
+            and read_yaml(run / "config.yaml").get("algorithm") in GAME_ALGORITHM_NAMES)
 
 
 def eval_game_run(args: argparse.Namespace) -> int:
@@ -259,7 +264,16 @@ def eval_game_run(args: argparse.Namespace) -> int:
     if args.gif or args.num_drones is not None:
         raise ValueError("--gif and --num-drones belong to drone scenarios; drop them for a run on "
                          "a named game.")
-    report = evaluate_game_run(args.run, episodes=args.episodes, seed=args.seed)
+    report = evaluate_game_run(args.run, episodes=args.episodes, seed=args.seed,
+                               backend=args.backend, opponent=args.opponent)
+    if "matchups" in report:
+        print(f"{report['algorithm']} on pursuit ({args.backend}, {args.episodes} episodes per "
+              "matchup; pursuers vs evaders, policy = the learned strategies sampled):")
+        for name, row in report["matchups"].items():
+            print(f"  {name:>18}: capture rate {100 * row['capture_rate']:5.1f}%, mean capture "
+                  f"time {row['capture_time']:.1f} steps")
+        print(f"wrote {report['json']}")
+        return 0
     returns = ", ".join(f"{k.removeprefix('return_')} {v:.3f}" for k, v in report["policy"].items()
                         if k.startswith("return_"))
     print(f"{report['algorithm']} on {report['game']} ({args.episodes} episodes, mixed strategies "
@@ -292,7 +306,8 @@ def cmd_swarm(args: argparse.Namespace) -> int:
                             use_sim_time=args.use_sim_time, one_process=one_process,
                             real_time_factor=args.real_time_factor, seed=args.seed,
                             report_dir=str(out), mission_steps=args.mission_steps,
-                            neighbour_drop=args.neighbour_drop, exit_on_complete=True)
+                            neighbour_drop=args.neighbour_drop, exit_on_complete=True,
+                            team_policies=args.team_policies)
     except ValueError as err:  # the graph's own sentences name launch arguments; say flags
         raise ValueError(_as_flags(str(err))) from None
     check_mission_fits_timeout(specs, args)
@@ -319,7 +334,14 @@ def cmd_swarm(args: argparse.Namespace) -> int:
               f"in {out / 'logs'}", file=sys.stderr)
         return 1
     report = json.loads(report_path.read_text())
-    print(f"coverage {100 * report['coverage']:.1f}% after {report['steps']} steps "
+    if "capture" in report:  # pursuit
+        first = report["capture_time_steps"]
+        print(f"captured {len(report['captured_evaders'])} evader(s) "
+              f"({100 * report['capture']:.0f}%)"
+              + (f", the first after {first} steps" if first is not None else "")
+              + f" of {report['steps']}")
+    task = "" if "capture" in report else f"coverage {100 * report['coverage']:.1f}% after "
+    print(f"{task}{report['steps']} steps "
           f"({report['simulated_s']:.1f} s), min separation {report['min_separation_m']} m, "
           f"collisions {report['collisions']}, near-collisions (< "
           f"{report['collision_distance_m']} m) {report['near_collisions']}, geofence "
@@ -475,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345,
                           help="seed of the first episode (--robustness: episode i uses seed + i)")
     evaluate.add_argument("--gif", action="store_true", help="also write an episode GIF")
+    evaluate.add_argument("--opponent", default=None, metavar="RUN",
+                          help="pursuit runs of the game-theoretic family: another run whose "
+                               "learned pursuer and evader play this run's")
     evaluate.add_argument("--num-drones", type=int, default=None, metavar="N",
                           help="fly N drones instead of the trained count, on the field "
                                "sim.config.scaled_field gives N (the default drone density); "
@@ -533,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mission length in policy ticks (0 = scenario episode length)")
     swarm.add_argument("--neighbour-drop", type=float, default=0.0,
                        help="fault injection: probability of losing a neighbour's state")
+    swarm.add_argument("--team-policies", default="",
+                       help="one bundle per team, e.g. pursuers=DIR,evaders=DIR (pursuit); "
+                            "teams not named fly --policy")
     swarm.add_argument("--report-dir", default="runs/swarm")
     swarm.add_argument("--timeout", type=float, default=300.0,
                        help="wall seconds at most; then every node is stopped")

@@ -237,3 +237,30 @@ def test_a_cells_view_pursuit_policy_flies_against_scripted_opponents_and_export
     obs = np.zeros(pursuer.shape[0], np.float32)
     obs[2 * 16 + 7] = 1.0  # pursuer in cell 2 (x 2, y 0), evader in cell 7 (x 3, y 1)
     assert int(bundle.act(obs, "drone_0")[0]) == 1  # east, as the table says
+
+
+def test_cli_evaluates_a_pursuit_run_against_scripted_and_another_runs_opponents(tmp_path, capsys):
+    import json
+
+    from marl_ros.cli import main
+
+    env = ["env.view=cells", "env.policy_hz=1", "env.action_mode=discrete", "env.max_steps=10",
+           "env.cells_per_side=3", "env.arena_size=3.0", "trainer.progress=false",
+           "trainer.tensorboard=false"]
+    for algo in ("wolf_phc", "independent_q"):
+        assert main(["train", "--algo", algo, "--scenario", "pursuit", "--steps", "400",
+                     "--out", str(tmp_path / algo), *env]) == 0
+    assert main(["eval", str(tmp_path / "wolf_phc"), "--backend", "fast", "--episodes", "4",
+                 "--opponent", str(tmp_path / "independent_q")]) == 0
+    report = json.loads((tmp_path / "wolf_phc" / "eval_fast.json").read_text())
+    assert report["game"] == "pursuit" and report["backend"] == "fast"
+    for name in ("policy_vs_flee", "chase_vs_policy", "random_vs_random", "policy_vs_opponent",
+                 "opponent_vs_policy"):
+        assert 0.0 <= report["matchups"][name]["capture_rate"] <= 1.0
+        assert report["matchups"][name]["episodes"] == 4
+    assert "policy_vs_opponent" in capsys.readouterr().out
+    assert main(["train", "--algo", "wolf_phc", "--scenario", "matching_pennies", "--steps", "200",
+                 "--out", str(tmp_path / "mp"), "trainer.progress=false"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "mp"), "--opponent", str(tmp_path / "wolf_phc")]) != 0
+    assert "--opponent plays two pursuit runs" in capsys.readouterr().err

@@ -67,8 +67,14 @@ def exploitability_report(policy: GamePolicy, model: Any) -> dict[str, Any]:
     return report
 
 
-def evaluate_game_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> dict[str, Any]:
-    """Evaluate a run on a named game: `eval.json` in the run folder, returned as a dict."""
+def evaluate_game_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345,
+                      backend: str = "pybullet", opponent: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a game-theoretic run: `eval.json` in the run folder, returned as a dict.
+
+    A named game: sampled episodes and, with a model, exploitability. The pursuit scenario
+    (cells view): the learned sides against scripted, random and learned opponents on
+    `backend` (`evaluate_pursuit`; `opponent`: another pursuit run's folder whose learned sides
+    play this run's), written as `eval_<backend>.json`."""
     from policies.config import read_yaml
     from policies.games.worlds import GAMES, make_game
     from policies.policy import load
@@ -76,20 +82,33 @@ def evaluate_game_run(run_dir: str | Path, episodes: int = 100, seed: int = 1234
     run = Path(run_dir)
     config = read_yaml(run / "config.yaml")
     game = config.get("scenario")
-    if game not in GAMES:
-        raise ValueError(f"{run} was trained on {game or 'a user environment'}, not a named game; "
-                         "evaluate it with policies.load(...).probabilities(...) and "
-                         "policies.games.analysis in your own code.")
     policy = load(run / "policy.pt")
-    env = make_game(game, **(config.get("env") or {}))
     report: dict[str, Any] = {"run": str(run), "algorithm": config["algorithm"], "game": game,
                               "episodes": episodes, "seed": seed,
-                              "trained_env_steps": policy.metadata.get("global_step"),
-                              "policy": play_episodes(policy, env, episodes, seed)}
-    model = game_model(env)
-    if model is not None:
-        report.update(exploitability_report(policy, model))
-    out = run / "eval.json"
+                              "trained_env_steps": policy.metadata.get("global_step")}
+    if game == "pursuit":
+        report["backend"] = backend
+        rival = None
+        if opponent is not None:
+            rival = load(Path(opponent) / "policy.pt" if Path(opponent).is_dir() else opponent)
+            report["opponent"] = str(opponent)
+        report["matchups"] = evaluate_pursuit(policy, policy.metadata["env_config"], episodes,
+                                              backend, seed, opponent=rival)
+        out = run / f"eval_{backend}.json"
+    elif game in GAMES:
+        env = make_game(game, **(config.get("env") or {}))
+        report["policy"] = play_episodes(policy, env, episodes, seed)
+        model = game_model(env)
+        if model is not None:
+            report.update(exploitability_report(policy, model))
+        out = run / "eval.json"
+        if opponent is not None:
+            raise ValueError("--opponent plays two pursuit runs against each other; drop it for "
+                             f"{game}.")
+    else:
+        raise ValueError(f"{run} was trained on {game or 'a user environment'}, which marl-ros eval "
+                         "cannot rebuild; evaluate it with policies.load(...).probabilities(...) "
+                         "and policies.games.analysis in your own code.")
     out.write_text(json.dumps(report, indent=2))
     report["json"] = str(out)
     return report
@@ -152,10 +171,25 @@ def pursuit_matchup(policy: Any, env_config: dict[str, Any], pursuers: str, evad
             "capture_time": float(np.mean(times[:episodes])), "episodes": episodes}
 
 
+def crossed(pursuers: GamePolicy, evaders: GamePolicy, cfg: Any) -> GamePolicy:
+    """One policy playing `pursuers`' strategies for the pursuers and `evaders`' for the evaders
+    (two runs' learned sides against each other); both must be for the same game."""
+    if pursuers.state_sizes != evaders.state_sizes or pursuers.action_sizes != evaders.action_sizes:
+        raise ValueError("the opponent's policy was trained on another pursuit grid (its tables "
+                         f"are {evaders.state_sizes} states x {evaders.action_sizes} moves, this "
+                         f"one's {pursuers.state_sizes} x {pursuers.action_sizes}); train both on "
+                         "the same cells view.")
+    p = cfg.num_pursuers
+    return GamePolicy(pursuers.agents, pursuers.tables[:p] + evaders.tables[p:])
+
+
 def evaluate_pursuit(policy: Any, env_config: dict[str, Any], episodes: int = 20,
-                     backend: str = "pybullet", seed: int = 0) -> dict[str, dict[str, float]]:
+                     backend: str = "pybullet", seed: int = 0,
+                     opponent: GamePolicy | None = None) -> dict[str, dict[str, float]]:
     """The learned pursuer and evader against scripted, random and learned opponents, beside
-    the scripted and random baselines of the same matchups."""
+    the scripted and random baselines of the same matchups. opponent: another run's learned
+    strategies, played against this one's on both sides (`policy_vs_opponent`: this run's
+    pursuer against the opponent's evader)."""
     matchups = {
         "policy_vs_flee": ("policy", "scripted"), "chase_vs_flee": ("scripted", "scripted"),
         "random_vs_flee": ("random", "scripted"), "policy_vs_random": ("policy", "random"),
@@ -163,5 +197,14 @@ def evaluate_pursuit(policy: Any, env_config: dict[str, Any], episodes: int = 20
         "random_vs_policy": ("random", "policy"), "random_vs_random": ("random", "random"),
         "policy_vs_policy": ("policy", "policy"),
     }
-    return {name: pursuit_matchup(policy, env_config, pursuers, evaders, episodes, backend, seed)
-            for name, (pursuers, evaders) in matchups.items()}
+    out = {name: pursuit_matchup(policy, env_config, pursuers, evaders, episodes, backend, seed)
+           for name, (pursuers, evaders) in matchups.items()}
+    if opponent is not None:
+        from sim.config import config_from_dict
+
+        cfg = config_from_dict(env_config)
+        for name, joint in (("policy_vs_opponent", crossed(policy, opponent, cfg)),
+                            ("opponent_vs_policy", crossed(opponent, policy, cfg))):
+            out[name] = pursuit_matchup(joint, env_config, "policy", "policy", episodes, backend,
+                                        seed)
+    return out
