@@ -2,6 +2,8 @@
 
     ros2 launch marl_ros swarm.launch.py num_drones:=4 policy:=/path/to/bundle
     ros2 launch marl_ros swarm.launch.py sim:=false use_sim_time:=false   # real drones
+    ros2 launch marl_ros swarm.launch.py scenario:=pursuit num_drones:=2 \
+        team_policies:=pursuers=/path/to/a,evaders=/path/to/b   # one bundle per team
 
 The node list comes from marl_ros.graph.swarm_graph, the same function behind
 `marl-ros swarm`, so both start the identical graph (and refuse the same bad arguments

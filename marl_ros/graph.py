@@ -8,6 +8,7 @@ installed. No rclpy or launch import here.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -36,6 +37,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "neighbour_drop": ("0.0", "fault injection: probability of losing a neighbour's state"),
     "exit_on_complete": ("true", "end the launch (every node) when the monitor reports the "
                                  "mission complete"),
+    "team_policies": ("", "one bundle per team, e.g. pursuers=<bundle>,evaders=<bundle> "
+                          "(pursuit); teams not named fly policy"),
 }
 MAX_RATE_HZ = 100.0  # agent_node's rate parameter range
 REAL_TIME_FACTOR_RANGE = (0.05, 50.0)  # sim_node's real_time_factor parameter range
@@ -90,6 +93,7 @@ def parse_launch_arguments(raw: dict[str, str]) -> dict[str, Any]:
         "report_dir": args["report_dir"], "mission_steps": typed("mission_steps", int),
         "neighbour_drop": typed("neighbour_drop", float),
         "exit_on_complete": typed("exit_on_complete", _bool),
+        "team_policies": args["team_policies"],
     }
 
 
@@ -123,15 +127,134 @@ def check_swarm_arguments(num_drones: int, rate: float, namespace_prefix: str,
         raise ValueError("report_dir must name a folder (e.g. runs/swarm).")
 
 
+def scenario_teams(cfg: Any) -> dict[str, list[int]]:
+    """A scenario's teams and their drone indices, in team order; {} for a scenario without
+    teams. Pursuit: pursuers 0..P-1, evaders P..N-1 (`sim.config.PursuitConfig`)."""
+    from sim.config import PursuitConfig
+
+    if isinstance(cfg, PursuitConfig):
+        p, n = cfg.num_pursuers, cfg.num_drones
+        return {"pursuers": list(range(p)), "evaders": list(range(p, n))}
+    return {}
+
+
+def team_names(scenario: str) -> list[str]:
+    """The scenario's team names in drone order (its default configuration's teams)."""
+    from sim.config import make_config
+
+    return list(scenario_teams(make_config(scenario)))
+
+
+def parse_team_policies(text: str, scenario: str) -> dict[str, str]:
+    """`pursuers=<bundle>,evaders=<bundle>` -> {team: bundle}, the team names checked against
+    the scenario's (its default configuration's teams). A scenario without teams refuses the
+    argument; so does an empty, repeated or unknown entry."""
+    names = team_names(scenario)
+    if not names:
+        raise ValueError(f"team_policies needs a scenario with teams (pursuit), but scenario "
+                         f"{scenario!r} has none; pass one bundle with policy:=<bundle>.")
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        team, sep, bundle = (part.strip() for part in item.partition("="))
+        if not sep or not team or not bundle:
+            raise ValueError(f"team_policies entry {item.strip()!r} is not <team>=<bundle>; write "
+                             f"e.g. team_policies:={names[0]}=<bundle>,{names[-1]}=<bundle>.")
+        if team not in names:
+            raise ValueError(f"team_policies names team {team!r} but scenario {scenario!r} has "
+                             f"the teams {', '.join(names)}; use those names.")
+        if team in out:
+            raise ValueError(f"team_policies names team {team!r} twice; give each team one "
+                             "bundle.")
+        out[team] = bundle
+    return out
+
+
+def _first_difference(a: Any, b: Any) -> str:
+    """The first observation parameter two configurations set differently, as
+    `key=a against key=b` (the comparison `marl_ros.runtime._config_mismatch` makes)."""
+    keys = sorted(set(a.observation_params()) | set(b.observation_params()))
+    da, db = a.to_dict(), b.to_dict()
+    for key in keys:
+        if da.get(key) != db.get(key):
+            return f"{key}={da.get(key)!r} against {key}={db.get(key)!r}"
+    return "a different observation"
+
+
+def _team_bundles(team_policies: str, policy: str | None, scenario: str,
+                  num_drones: int) -> tuple[str, list[str]]:
+    """The world bundle (the first team's) and each drone's bundle, every bundle checked: it
+    exists, was trained on `scenario`, flies `num_drones` drones and its team's drone ids,
+    loads, and plays the same game (observation) as the first team's bundle."""
+    from marl_ros.runtime import (
+        BundleError,
+        OnnxPolicy,
+        flies_any_drone_count,
+        load_swarm_config,
+        read_bundle_metadata,
+    )
+    from sim.obs import observation_hash
+
+    named = parse_team_policies(team_policies, scenario)
+    checked: dict[str, tuple[Any, dict]] = {}  # bundle -> (its node configuration, metadata)
+
+    def check(bundle: str, team: str) -> tuple[Any, dict]:
+        if bundle not in checked:
+            meta = read_bundle_metadata(bundle)
+            trained = (meta.get("scenario") or {}).get("scenario")
+            if trained != scenario:
+                raise BundleError(f"the {team} bundle {bundle} was trained on scenario "
+                                  f"{trained!r}, not {scenario!r}; pass a {scenario} bundle.")
+            cfg = load_swarm_config(bundle, num_drones)
+            OnnxPolicy.load(bundle, config=cfg)
+            checked[bundle] = (cfg, meta)
+        return checked[bundle]
+
+    first_cfg: Any = None
+    teams: dict[str, list[int]] = {}
+    drone_bundle = [""] * num_drones
+    first_bundle = first_team = ""
+    for team in team_names(scenario):
+        given = named.get(team) or policy
+        if not given:
+            raise ValueError(f"team_policies names no bundle for the {team} and no policy is "
+                             f"given; add {team}=<bundle> to team_policies or pass "
+                             "policy:=<bundle>.")
+        bundle = str(Path(given).resolve())
+        cfg, meta = check(bundle, team)
+        if first_cfg is None:
+            first_cfg, first_bundle, first_team = cfg, bundle, team
+            teams = scenario_teams(cfg)
+        elif observation_hash(cfg) != observation_hash(first_cfg):
+            raise BundleError(f"the {team} bundle {bundle} plays another game than the "
+                              f"{first_team} bundle {first_bundle} ({_first_difference(cfg, first_cfg)}); "
+                              "export both teams' bundles from one scenario configuration.")
+        ids = teams[team]
+        if not flies_any_drone_count(meta):
+            missing = [f"drone_{i}" for i in ids if f"drone_{i}" not in meta["agents"]]
+            if missing:
+                raise BundleError(f"the {team} bundle {bundle} holds policies for "
+                                  f"{', '.join(meta['agents'])} but not for {', '.join(missing)} "
+                                  f"of its team; export it with a model for each of the {team}' "
+                                  "drones or a shared-parameter policy.")
+        for i in ids:
+            drone_bundle[i] = bundle
+    return first_bundle, drone_bundle
+
+
 def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = "coverage",
                 sim: bool = True, rate: float = 0.0, namespace_prefix: str = "drone_",
                 use_sim_time: bool | None = None, one_process: bool = False,
                 real_time_factor: float = 1.0, seed: int = 0, report_dir: str = "runs/swarm",
                 mission_steps: int = 0, neighbour_drop: float = 0.0,
-                exit_on_complete: bool = False) -> list[NodeSpec]:
+                exit_on_complete: bool = False, team_policies: str = "") -> list[NodeSpec]:
     """The nodes of a swarm: [sim_node], one agent node per drone (or one swarm_agents
     process), monitor_node. Checks every argument, the bundle's scenario, the drone count
-    against the field and against the bundle before anything starts (one sentence each)."""
+    against the field and against the bundle before anything starts (one sentence each).
+
+    team_policies ("pursuers=<bundle>,evaders=<bundle>", pursuit): each agent flies its
+    team's bundle (teams not named fly `policy`); sim_node and monitor_node take the world
+    and the rules outside the observation (capture_radius, max_steps) from the first team's.
+    Every bundle is checked first (see `_team_bundles`)."""
     from marl_ros.runtime import (
         BundleError,
         OnnxPolicy,
@@ -142,15 +265,19 @@ def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = 
 
     check_swarm_arguments(num_drones, rate, namespace_prefix, real_time_factor, seed,
                           report_dir, mission_steps, neighbour_drop, sim)
-    bundle = str(Path(policy).resolve()) if policy else default_bundle()
-    meta = read_bundle_metadata(bundle)
-    trained = (meta.get("scenario") or {}).get("scenario")
-    if trained != scenario:
-        raise BundleError(f"the policy was trained on scenario {trained!r} but scenario "
-                          f"{scenario!r} was asked for; pass scenario:={trained} or another "
-                          "policy.")
-    # The field holds them, the bundle flies this many, its files load and pass their checks.
-    OnnxPolicy.load(bundle, config=load_swarm_config(bundle, num_drones))
+    if team_policies and team_policies.strip():
+        bundle, drone_bundles = _team_bundles(team_policies, policy, scenario, num_drones)
+    else:
+        bundle = str(Path(policy).resolve()) if policy else default_bundle()
+        meta = read_bundle_metadata(bundle)
+        trained = (meta.get("scenario") or {}).get("scenario")
+        if trained != scenario:
+            raise BundleError(f"the policy was trained on scenario {trained!r} but scenario "
+                              f"{scenario!r} was asked for; pass scenario:={trained} or another "
+                              "policy.")
+        # The field holds them, the bundle flies this many, its files load and pass their checks.
+        OnnxPolicy.load(bundle, config=load_swarm_config(bundle, num_drones))
+        drone_bundles = [bundle] * num_drones
     sim_time = sim if use_sim_time is None else use_sim_time
     common = {"bundle": bundle, "num_drones": num_drones, "use_sim_time": sim_time}
     agent = {**common, "rate": rate, "neighbour_drop": neighbour_drop, "seed": seed}
@@ -161,11 +288,14 @@ def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = 
             "namespace_prefix": namespace_prefix, "real_time_factor": real_time_factor,
             "seed": seed}))
     if one_process:  # no name: a node-name remap would rename every agent the process holds
-        nodes.append(NodeSpec("swarm_agents", "", "",
-                              {**agent, "namespace_prefix": namespace_prefix}))
+        hosted = {**agent, "namespace_prefix": namespace_prefix}
+        if any(b != bundle for b in drone_bundles):  # drone i flies drone_bundles[i]
+            hosted["drone_bundles"] = drone_bundles
+        nodes.append(NodeSpec("swarm_agents", "", "", hosted))
     else:
         nodes += [NodeSpec("agent_node", "agent", f"/{namespace_prefix}{i}",
-                           {**agent, "drone_id": i}) for i in range(num_drones)]
+                           {**agent, "drone_id": i, "bundle": drone_bundles[i]})
+                  for i in range(num_drones)]
     nodes.append(NodeSpec("monitor_node", "monitor", "", {
         **common, "report_dir": report_dir, "mission_steps": mission_steps,
         "exit_on_complete": exit_on_complete}))
@@ -193,6 +323,8 @@ def agent_process_capacity() -> tuple[int, str]:
 
 
 def _param_text(value: Any) -> str:
+    if isinstance(value, list):  # a string array, e.g. swarm_agents' drone_bundles
+        return "[" + ",".join(json.dumps(str(v)) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -10,6 +10,15 @@ throttled warning; neighbours are only what a robot could hear (comm radius, fre
 stamps); commands are clamped to the velocity limits and pushed back inside the
 geofence. A bad message never stops the node; a missing or mismatched bundle stops
 it at start with one sentence.
+
+Pursuit: the drone's team is its index (`sim.obs.team_flags`). The "drone" view adds its own
+and the heard drones' team flags, and an evader's setpoints are scaled by evader_speed as in
+the simulator; the "cells" view needs every other drone's position each tick (hover while
+one is missing or stale) and turns the policy's cell move into a setpoint from the own
+position (`sim.obs.cell_action_setpoint`). An evader's velocity limits are evader_speed times
+the pursuers'. With several evaders, those monitor_node reports captured (`/swarm/captured`)
+are out of play as in the simulator: a captured evader hovers, and the drone view no longer
+hears it (the cells view keeps its cell in the state).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from std_msgs.msg import Float64MultiArray
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, Int32MultiArray
 
 from marl_ros.nodes.messages import (
     COMMAND_QOS,
@@ -38,11 +48,17 @@ from marl_ros.nodes.messages import (
 from marl_ros.nodes.process import run_node_process
 from marl_ros.runtime import BundleError, OnnxPolicy, default_bundle, load_swarm_config
 from sim import obs as O
-from sim.config import CoverageConfig
+from sim.config import CELL_MOVES, CoverageConfig, PursuitConfig
 
 HOVER = np.zeros(4)
 MAX_PLAUSIBLE_POSITION = 1000.0  # m: beyond this an odometry message is a fault, not a state
 MAX_PLAUSIBLE_SPEED = 20.0  # m/s: a Crazyflie-class drone cannot fly this fast
+# Pursuit's captured evaders (monitor_node, std_msgs/Int32MultiArray of drone ids): an event,
+# not a stream; delivered reliably, and kept for a node that joins later.
+CAPTURED_TOPIC = "/swarm/captured"
+CAPTURED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _describe(text: str, lo: float | None = None, hi: float | None = None,
@@ -115,8 +131,8 @@ class AgentNode(Node):
                                           "too old to use", 0.01, 60.0))
         p("neighbour_drop", 0.0, _describe("fault injection: probability of losing each "
                                            "neighbour's state per tick", 0.0, 1.0))
-        p("seed", 0, _describe("seed of the fault-injection random stream", 0, 2**31 - 1,
-                               integer=True))
+        p("seed", 0, _describe("seed of the node's random streams (fault injection; sampling a "
+                               "mixed-strategy policy)", 0, 2**31 - 1, integer=True))
         p("stats_dir", "", _describe("benchmarks: write per-tick timing to <dir>/agent_<id>.json "
                                      "at shutdown; empty = off"))
         g = self.get_parameter
@@ -127,9 +143,19 @@ class AgentNode(Node):
         self.policy = OnnxPolicy.load(bundle, config=self.cfg)
         self.agent_key = self._agent_key()
         self.rate = g("rate").value or float(self.policy.policy_rate_hz)
+        # Pursuit: this drone's team flag, everyone's (by drone id), its factor on the limits.
+        self.pursuit = isinstance(self.cfg, PursuitConfig)
+        if self.pursuit and self.drone_id >= self.cfg.num_drones:
+            raise BundleError(f"drone_id {self.drone_id} is not a drone of this "
+                              f"{self.cfg.num_drones}-drone pursuit game (its team is its "
+                              f"index); use 0..{self.cfg.num_drones - 1}.")
+        self.cells = O.is_cells_view(self.cfg)
+        self.teams = O.team_flags(self.cfg) if self.pursuit else None
+        self.speed = float(O.speed_scales(self.cfg)[self.drone_id]) if self.pursuit else 1.0
         self.limits = np.array([g("max_vxy").value or self.cfg.vxy, g("max_vxy").value or self.cfg.vxy,
                                 g("max_vz").value or self.cfg.vz,
                                 g("max_yaw_rate").value or self.cfg.yaw_rate])
+        self.limits[:3] *= self.speed  # an evader flies evader_speed times the pursuers' limits
         self.margin = g("geofence_margin").value
         fx, fy = self.cfg.field_size
         self.fence_low = np.array([0.0, 0.0, self.cfg.altitude_min]) - self.margin
@@ -138,6 +164,7 @@ class AgentNode(Node):
         self.stale = g("stale_timeout").value
         self.drop = g("neighbour_drop").value
         self.rng = np.random.default_rng(g("seed").value + 7919 * self.drone_id)
+        self.policy.reseed(g("seed").value + 7919 * self.drone_id + 1)  # a mixed strategy's draws
         self.belief = O.new_belief(self.cfg) if isinstance(self.cfg, CoverageConfig) else None
         self.landmarks = None  # spread: the task's landmarks would come from a parameter
 
@@ -146,6 +173,7 @@ class AgentNode(Node):
         self.own_stamp: float | None = None  # header stamp of the odometry in self.own
         self.own_problem = "no odometry received yet"
         self.swarm = np.zeros((0, 8))
+        self.captured: set[int] = set()  # pursuit: the evaders out of play
         self.last_setpoint = HOVER.copy()
         self.ticks = 0
 
@@ -153,6 +181,9 @@ class AgentNode(Node):
         if not hosted:
             self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
                                      SENSOR_QOS)
+        if self.pursuit:
+            self.create_subscription(Int32MultiArray, CAPTURED_TOPIC, self.on_captured,
+                                     CAPTURED_QOS)
         # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator.
         self.cmd_pub = self.create_publisher(Twist, g("cmd_topic").value, COMMAND_QOS)
         self.timer = None if hosted else self.create_timer(1.0 / self.rate, self.control_tick)
@@ -199,6 +230,9 @@ class AgentNode(Node):
         if rows is not None:
             self.swarm = rows
 
+    def on_captured(self, msg: Int32MultiArray) -> None:
+        self.captured = {int(i) for i in msg.data}
+
     def parse_swarm(self, msg: Float64MultiArray) -> np.ndarray | None:
         """The finite rows of a swarm-state message, or None (with a warning) if malformed."""
         try:
@@ -212,12 +246,17 @@ class AgentNode(Node):
     def heard_neighbours(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Other drones' fresh states as (M, 3) positions and velocities (radius filter is
         applied by the observation builder, exactly as in training)."""
+        rows = self.heard_rows(now)
+        return rows[:, 1:4], rows[:, 4:7]
+
+    def heard_rows(self, now: float) -> np.ndarray:
+        """The swarm-state rows (id, position, velocity, stamp) of the other drones heard
+        fresh this tick."""
         rows = self.swarm
         keep = (rows[:, 0] != self.drone_id) & (now - rows[:, 7] <= self.stale)
         if self.drop > 0:
             keep &= self.rng.random(len(rows)) >= self.drop
-        rows = rows[keep]
-        return rows[:, 1:4], rows[:, 4:7]
+        return rows[keep]
 
     # -- control --------------------------------------------------------------------------------
     def control_tick(self) -> None:
@@ -246,10 +285,48 @@ class AgentNode(Node):
                                    throttle_duration_sec=2.0)
             return HOVER
         pos, vel = self.own
-        other_pos, other_vel = self.heard_neighbours(now)
-        obs = O.observe_tick(self.cfg, pos, vel, other_pos, other_vel, None, belief=self.belief,
-                             landmarks=self.landmarks)
-        setpoint = np.clip(self.policy.act(obs, self.agent_key), -self.limits, self.limits)
+        if self.drone_id in self.captured:  # out of play: hover where it was caught
+            return HOVER
+        if self.cells:
+            return self.cells_setpoint(now, pos)
+        rows = self.heard_rows(now)
+        teams = {}
+        if self.pursuit:  # own flag, and each heard drone's by the id in its row
+            ids = rows[:, 0].astype(np.int64)
+            known = (ids >= 0) & (ids < self.cfg.num_drones)  # a stranger's row carries no team
+            known &= ~np.isin(ids, list(self.captured))  # nobody hears a captured evader
+            rows, ids = rows[known], ids[known]
+            teams = {"own_team": self.teams[self.drone_id], "other_teams": self.teams[ids]}
+        obs = O.observe_tick(self.cfg, pos, vel, rows[:, 1:4], rows[:, 4:7], None,
+                             belief=self.belief, landmarks=self.landmarks, **teams)
+        setpoint = np.array(self.policy.act(obs, self.agent_key), dtype=np.float64)
+        setpoint[:3] *= self.speed  # an evader's action in its own limits, as the simulator
+        setpoint = np.clip(setpoint, -self.limits, self.limits)
+        return self.geofence_guard(pos, setpoint)
+
+    def cells_setpoint(self, now: float, pos: np.ndarray) -> np.ndarray:
+        """Pursuit cells view: the joint cell of every drone (own first, then the others in
+        index order) -> the policy's cell move -> the setpoint that reaches the target cell's
+        centre in one policy step. Hover while any drone's state is missing or stale: the
+        state of the game is then unknown."""
+        rows = self.heard_rows(now)
+        others = [j for j in range(self.cfg.num_drones) if j != self.drone_id]
+        by_id = {int(r[0]): r for r in rows}
+        missing = [j for j in others if j not in by_id]
+        if missing:
+            self.get_logger().warning(
+                f"no fresh state of drone(s) {', '.join(map(str, missing))} (within "
+                f"{self.stale:g} s); the cells view needs every drone's position; commanding "
+                "hover", throttle_duration_sec=2.0)
+            return HOVER
+        other_pos = np.array([by_id[j][1:4] for j in others]).reshape(len(others), 3)
+        obs = O.observe_tick(self.cfg, pos, np.zeros(3), other_pos, None)
+        action = int(np.asarray(self.policy.act(obs, self.agent_key)).ravel()[0])
+        if not 0 <= action < len(CELL_MOVES):
+            raise ValueError(f"the policy chose cell move {action}; the cells view has "
+                             f"{len(CELL_MOVES)}")
+        setpoint = O.cell_action_setpoint(self.cfg, action, pos, self.speed)
+        setpoint = np.clip(setpoint, -self.limits, self.limits)
         return self.geofence_guard(pos, setpoint)
 
     def geofence_guard(self, pos: np.ndarray, setpoint: np.ndarray) -> np.ndarray:

@@ -11,6 +11,15 @@ penalises) and geofence violations (drone-ticks outside). Publishes `/swarm/cove
 mission ends at full coverage or after `mission_steps` ticks: it then writes
 `report.json` and `coverage.png` to `report_dir` (also at shutdown) and, with
 `exit_on_complete`, shuts down.
+
+Pursuit: each tick it applies the simulator's capture rule (`sim.scenarios.PursuitScenario`)
+to the positions: an evader is captured when a pursuer is within capture_radius of it
+horizontally, or when it is outside the geofence. It publishes `/swarm/capture`
+(std_msgs/Int32, evaders captured so far) and `/swarm/captured` (std_msgs/Int32MultiArray,
+their drone ids, on each capture: the agent nodes take them out of play, as the simulator
+does), and the mission also ends once every evader is captured; the report adds `capture` (the fraction of evaders captured), `captured_evaders`
+(their drone ids), `capture_time_steps` (ticks to the first capture, null without one) and
+`capture_time_s`.
 """
 
 from __future__ import annotations
@@ -24,15 +33,15 @@ import rclpy
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from std_msgs.msg import Bool, ColorRGBA, Float64, Float64MultiArray, Int32
+from std_msgs.msg import Bool, ColorRGBA, Float64, Float64MultiArray, Int32, Int32MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from marl_ros.nodes.agent_node import _describe
+from marl_ros.nodes.agent_node import CAPTURED_QOS, CAPTURED_TOPIC, _describe
 from marl_ros.nodes.messages import SENSOR_QOS, WORLD_FRAME, unpack_swarm_state
 from marl_ros.nodes.process import run_node_process
 from marl_ros.runtime import default_bundle, load_swarm_config, read_bundle_metadata
 from sim import obs as O
-from sim.config import CoverageConfig
+from sim.config import CoverageConfig, PursuitConfig
 from sim.drone import CrazyflieParams
 from sim.scenarios import pairwise_distances
 
@@ -70,14 +79,20 @@ class MonitorNode(Node):
         self.geofence_violations = 0
         self.complete = False
         self.report_written = False
+        self.pursuit = isinstance(self.cfg, PursuitConfig)
+        self.captured = np.zeros(self.cfg.num_evaders if self.pursuit else 0, dtype=bool)
+        self.first_capture: int | None = None  # tick of the first capture
 
         self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
                                  SENSOR_QOS)
         self.pubs = {name: self.create_publisher(kind, f"/swarm/{name}", 10) for name, kind in [
             ("coverage", Float64), ("min_separation", Float64), ("collisions", Int32),
             ("near_collisions", Int32),
-            ("geofence_violations", Int32), ("mission_complete", Bool)]}
+            ("geofence_violations", Int32), ("mission_complete", Bool)]
+            + ([("capture", Int32)] if self.pursuit else [])}
         self.marker_pub = self.create_publisher(MarkerArray, "/swarm/markers", 10)
+        self.captured_pub = (self.create_publisher(Int32MultiArray, CAPTURED_TOPIC, CAPTURED_QOS)
+                             if self.pursuit else None)
         self.timer = self.create_timer(1.0 / self.rate, self.tick)
 
     @property
@@ -126,21 +141,44 @@ class MonitorNode(Node):
         else:
             current_min = float("inf")
         self.geofence_violations += int((~O.inside_geofence(pos, self.cfg)).sum())
+        if self.pursuit:
+            self.check_captures(pos)
+            self.pubs["capture"].publish(Int32(data=int(self.captured.sum())))
         self.pubs["coverage"].publish(Float64(data=self.coverage))
         self.pubs["min_separation"].publish(Float64(data=current_min))
         self.pubs["collisions"].publish(Int32(data=self.collisions))
         self.pubs["near_collisions"].publish(Int32(data=self.near_collisions))
         self.pubs["geofence_violations"].publish(Int32(data=self.geofence_violations))
         self.marker_pub.publish(self.markers())
-        if self.coverage >= 1.0 or self.steps >= self.mission_steps:
+        all_captured = self.pursuit and bool(self.captured.all())
+        if self.coverage >= 1.0 or all_captured or self.steps >= self.mission_steps:
             self.complete = True
             self.pubs["mission_complete"].publish(Bool(data=True))
             self.write_report()
-            self.get_logger().info(f"mission complete after {self.steps} steps: coverage "
-                                   f"{100 * self.coverage:.1f}%, near-collisions "
-                                   f"{self.near_collisions}; report in {self.report_dir}")
+            task = (f"{int(self.captured.sum())} of {self.captured.size} evaders captured"
+                    if self.pursuit else f"coverage {100 * self.coverage:.1f}%")
+            self.get_logger().info(f"mission complete after {self.steps} steps: {task}, "
+                                   f"near-collisions {self.near_collisions}; report in "
+                                   f"{self.report_dir}")
             if self.exit_on_complete:
                 rclpy.try_shutdown()
+
+    def check_captures(self, pos: np.ndarray) -> None:
+        """The simulator's rule on this tick's positions: an evader still in play is captured
+        by a pursuer within capture_radius horizontally, or by leaving the geofence."""
+        p = self.cfg.num_pursuers
+        pursuers, evaders = pos[:p, :2], pos[p:, :2]
+        nearest = np.linalg.norm(evaders[:, None] - pursuers[None], axis=-1).min(axis=1)
+        caught = ~self.captured & ((nearest <= self.cfg.capture_radius)
+                                   | ~O.inside_geofence(pos[p:], self.cfg))
+        if caught.any():
+            self.captured |= caught
+            if self.first_capture is None:
+                self.first_capture = self.steps
+            ids = ", ".join(str(p + int(j)) for j in np.flatnonzero(caught))
+            self.get_logger().info(f"tick {self.steps}: evader drone(s) {ids} captured")
+            self.captured_pub.publish(Int32MultiArray(
+                data=[p + int(j) for j in np.flatnonzero(self.captured)]))
 
     def markers(self) -> MarkerArray:
         out = MarkerArray()
@@ -151,7 +189,9 @@ class MonitorNode(Node):
             m.pose.position = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
             m.pose.orientation.w = 1.0
             m.scale.x = m.scale.y = m.scale.z = 0.15
-            m.color = ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0)
+            evader = self.pursuit and self.cfg.is_evader(i)
+            m.color = (ColorRGBA(r=1.0, g=0.3, b=0.2, a=1.0) if evader
+                       else ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0))
             out.markers.append(m)
         if self.coverage_map is not None:
             m = Marker(ns="coverage", id=0, type=Marker.CUBE_LIST, action=Marker.ADD)
@@ -167,7 +207,7 @@ class MonitorNode(Node):
         return out
 
     def report(self) -> dict:
-        return {
+        report = {
             "scenario": self.cfg.scenario, "num_drones": self.cfg.num_drones,
             "steps": self.steps, "simulated_s": self.steps / self.rate,
             "coverage": round(self.coverage, 4),
@@ -182,6 +222,16 @@ class MonitorNode(Node):
             "policy": {k: self.provenance.get(k) for k in ("algorithm", "training_steps",
                                                            "code_version")},
         }
+        if self.pursuit:
+            p = self.cfg.num_pursuers
+            report.update({
+                "capture": round(float(self.captured.mean()), 4),
+                "captured_evaders": [p + int(j) for j in np.flatnonzero(self.captured)],
+                "capture_time_steps": self.first_capture,
+                "capture_time_s": None if self.first_capture is None
+                else self.first_capture / self.rate,
+                "capture_radius_m": self.cfg.capture_radius})
+        return report
 
     def write_report(self) -> None:
         if self.positions is None:

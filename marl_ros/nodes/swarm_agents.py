@@ -7,7 +7,8 @@ for all of them, and one timer ticks every agent in turn (N timers on one thread
 into each other's way; one tick of all agents takes a fraction of the period). Each agent
 still keeps only its own odometry, belief and what it hears.
 Parameters as agent_node's, plus num_drones and namespace_prefix; per-drone drone_id is
-set here.
+set here. drone_bundles (string array, optional): drone i flies drone_bundles[i] instead of
+bundle (per-team bundles, `team_policies`).
 """
 
 from __future__ import annotations
@@ -38,10 +39,16 @@ def build_agents() -> list[AgentNode]:
     prefix = host.get_parameter_or("namespace_prefix", Parameter("p", value="drone_")).value
     shared = [Parameter(name, value=host.get_parameter(name).value)
               for name in SHARED if host.has_parameter(name)]
+    bundles = (list(host.get_parameter("drone_bundles").value)
+               if host.has_parameter("drone_bundles") else [])
     host.destroy_node()
+    if bundles and len(bundles) != n:
+        raise ValueError(f"drone_bundles lists {len(bundles)} bundles for {n} drones; give one "
+                         "per drone (or none: every drone flies bundle).")
+    own = [[Parameter("bundle", value=bundles[i])] if bundles else [] for i in range(n)]
     nodes = [AgentNode("agent", namespace=f"/{prefix}{i}", hosted=True,
-                       parameter_overrides=shared + [Parameter("drone_id", value=i),
-                                                     Parameter("num_drones", value=n)])
+                       parameter_overrides=shared + own[i] + [Parameter("drone_id", value=i),
+                                                              Parameter("num_drones", value=n)])
              for i in range(n)]
     first = nodes[0]
 
