@@ -276,8 +276,10 @@ def eval_game_run(args: argparse.Namespace) -> int:
         return 0
     returns = ", ".join(f"{k.removeprefix('return_')} {v:.3f}" for k, v in report["policy"].items()
                         if k.startswith("return_"))
+    cover = (f", coverage {100 * report['policy']['coverage']:.1f}%"
+             if "coverage" in report["policy"] else "")
     print(f"{report['algorithm']} on {report['game']} ({args.episodes} episodes, mixed strategies "
-          f"sampled): mean return {returns}")
+          f"sampled): mean return {returns}{cover}")
     if "exploitability" in report:
         gains = ", ".join(f"{a} {g:.4f}" for a, g in report["exploitability"].items())
         print(f"exploitability (a best response's gain over each player's strategy): {gains}")

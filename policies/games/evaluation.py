@@ -36,18 +36,27 @@ def game_model(env: Any) -> Any | None:
 
 def play_episodes(policy: GamePolicy, env: Any, episodes: int, seed: int) -> dict[str, float]:
     """Each agent's mean return over `episodes` episodes of the policy sampling its strategies."""
+    from policies.envs import EPISODE_METRICS
+
     totals = np.zeros((episodes, len(policy.agents)))
     lengths = np.zeros(episodes)
+    metrics: dict[str, list[float]] = {}
     policy.rng = np.random.default_rng(seed)
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
+        info: dict[str, Any] = {}
         while env.agents:
             actions = policy.act({a: obs[a] for a in env.agents}, deterministic=False)
-            obs, rewards, _, _, _ = env.step(actions)
+            obs, rewards, _, _, infos = env.step(actions)
             totals[k] += [rewards.get(a, 0.0) for a in policy.agents]
             lengths[k] += 1
+            info = next(iter(infos.values()), {}) if infos else info
+        for key in EPISODE_METRICS:  # the episode's final figure (e.g. coverage_grid's coverage)
+            if key in info:
+                metrics.setdefault(key, []).append(float(info[key]))
     return {**{f"return_{a}": float(totals[:, j].mean()) for j, a in enumerate(policy.agents)},
-            "episode_length": float(lengths.mean())}
+            "episode_length": float(lengths.mean()),
+            **{key: float(np.mean(values)) for key, values in metrics.items()}}
 
 
 def exploitability_report(policy: GamePolicy, model: Any) -> dict[str, Any]:
