@@ -67,7 +67,10 @@ def segment_seed(seed: int, update: int) -> int:
     return int(np.random.SeedSequence([seed, update]).generate_state(1)[0])
 
 
-def make_batched_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any]):
+def make_batched_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any],
+                     wrap: Callable[[Any], Any] | None = None):
+    """The trainer's batch of a sim scenario or of a user's ParallelEnv (each copy passed
+    through `wrap`, e.g. the game family's one-hot encoding of Discrete observations)."""
     tcfg = trainer_config(resolved["trainer"])
     if isinstance(env_fn, str):
         import sim
@@ -81,7 +84,7 @@ def make_batched_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any]):
     if resolved["env"]:
         raise ValueError("config section 'env' only applies to sim scenarios; pass the parameters "
                          "to your env_fn instead.")
-    return ParallelEnvBatch(env_fn, tcfg.num_envs)
+    return ParallelEnvBatch(env_fn if wrap is None else lambda: wrap(env_fn()), tcfg.num_envs)
 
 
 class Trainer:

@@ -47,9 +47,19 @@ class NashQ(GameAlgorithm):
             self.tables[f"nash_value_{i}"] = np.zeros((2, s))  # Nash_j(s) of agent i's tables
             self.tables[f"pi_{i}"] = np.full((s, spec.action_sizes[i]), 1.0 / spec.action_sizes[i])
             self.tables[f"visits_{i}"] = np.zeros((s, a0, a1))
+        self._last_key: tuple[bytes, bytes] | None = None
+        self._last_solution: tuple = ()
 
     def strategies(self) -> list[np.ndarray]:
         return [self.tables["pi_0"], self.tables["pi_1"]]
+
+    def solve(self, a: np.ndarray, b: np.ndarray) -> tuple:
+        """`select_nash` of the stage game, remembering the last one: in a fully observable
+        game both agents update identical tables, so the second solve of a step is the first."""
+        key = (a.tobytes(), b.tobytes())
+        if key != self._last_key:
+            self._last_key, self._last_solution = key, select_nash(a, b)
+        return self._last_solution
 
     def learn(self, t: Transition) -> dict[str, float]:
         errors = []
@@ -68,7 +78,7 @@ class NashQ(GameAlgorithm):
                     errors.append(target - q[(j, s, *joint)])
                     q[(j, s, *joint)] += alpha * (target - q[(j, s, *joint)])
                 # 2. re-solve the stage game at s (tables in agent order): strategy and Nash values
-                p0, p1, v0, v1 = select_nash(q[0, s], q[1, s])
+                p0, p1, v0, v1 = self.solve(q[0, s], q[1, s])
                 self.tables[f"pi_{i}"][s] = p0 if i == 0 else p1
                 nash_value[:, s] = (v0, v1)
             self.steps += 1

@@ -78,10 +78,11 @@ def maxmin(payoff: np.ndarray) -> tuple[np.ndarray, float]:
 def nash_equilibria(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every Nash equilibrium nashpy finds of the bimatrix game (A, B), as a list of (p, q).
 
-    a, b: (m, n) payoffs of the row and the column player. Support enumeration finds all
-    equilibria of a non-degenerate game; a degenerate game (e.g. one with ties, like an
-    all-zero table of a learner that has seen nothing yet) may have infinitely many, of
-    which it reports those with equal-size supports, or none: then Lemke-Howson from every
+    a, b: (m, n) payoffs of the row and the column player. Support enumeration over
+    equal-size supports finds all equilibria of a non-degenerate game; a degenerate game
+    (e.g. one with ties, like an all-zero table of a learner that has seen nothing yet) may
+    have infinitely many, of which it reports those with equal-size supports; where there
+    are none, those of every support pair, and where that finds none, Lemke-Howson from every
     starting label (m + n runs) finds at least one. Duplicates (equal to 1e-9) are dropped;
     the order is the order found.
     """
@@ -106,8 +107,13 @@ def nash_equilibria(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.n
     with warnings.catch_warnings():
         # nashpy warns of degenerate games (an even count); the fallback below handles them.
         warnings.simplefilter("ignore", RuntimeWarning)
-        for p, q in game.support_enumeration():
+        # Equal-size supports first (all a non-degenerate game has, a third of the pairs of a
+        # 4 x 4 game); every support pair only where that finds none (a degenerate game).
+        for p, q in game.support_enumeration(non_degenerate=True):
             keep(p, q)
+        if not found:
+            for p, q in game.support_enumeration():
+                keep(p, q)
         if not found:
             for label in range(sum(a.shape)):
                 p, q = game.lemke_howson(initial_dropped_label=label)

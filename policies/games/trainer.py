@@ -88,14 +88,10 @@ class OneHotObservations(ParallelEnv):
         self.env.close()
 
 
-def user_game_batch(env_fn: Callable[[], Any], num_envs: int) -> ParallelEnvBatch:
-    def make() -> OneHotObservations:
-        env = env_fn()
-        if not isinstance(env, ParallelEnv) and not hasattr(env, "possible_agents"):
-            raise TypeError("env_fn must return a PettingZoo ParallelEnv (possible_agents, reset, step).")
-        return OneHotObservations(env)
-
-    return ParallelEnvBatch(make, num_envs)
+def one_hot_observations(env: Any) -> OneHotObservations:
+    if not isinstance(env, ParallelEnv) and not hasattr(env, "possible_agents"):
+        raise TypeError("env_fn must return a PettingZoo ParallelEnv (possible_agents, reset, step).")
+    return OneHotObservations(env)
 
 
 class GameTrainer(Trainer):
@@ -106,19 +102,12 @@ class GameTrainer(Trainer):
     def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
         from policies.games.worlds import GAMES, make_game
 
-        num_envs = self.tcfg.num_envs
         if isinstance(env_fn, str) and env_fn in GAMES:
             params = dict(resolved["env"])
-            return user_game_batch(lambda: make_game(env_fn, **params), num_envs)
-        if isinstance(env_fn, str):
-            return make_batched_env(env_fn, resolved)  # a sim scenario with a one-hot view
-        if not callable(env_fn):
-            raise TypeError("env_fn must be a game name (e.g. 'soccer'), a sim scenario or a function "
-                            "returning a PettingZoo ParallelEnv.")
-        if resolved["env"]:
-            raise ValueError("config section 'env' only applies to named games and sim scenarios; pass "
-                             "the parameters to your env_fn instead.")
-        return user_game_batch(env_fn, num_envs)
+            return ParallelEnvBatch(lambda: one_hot_observations(make_game(env_fn, **params)),
+                                    self.tcfg.num_envs)
+        # a sim scenario with a one-hot view (pursuit's cells), or a user's ParallelEnv
+        return make_batched_env(env_fn, resolved, wrap=one_hot_observations)
 
     def make_algorithm(self, algo_cls: Any, resolved: dict[str, Any]) -> Any:
         spec = self.env.spec
