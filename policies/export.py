@@ -181,6 +181,35 @@ class ExportedStrategy(nn.Module):
         return action, probabilities, self.table[action]
 
 
+class ExportedLinearTeam(nn.Module):
+    """features (B, J * F) -> action, probabilities: Team-Q's weights inside the graph.
+
+    The input is the basis functions phi(s, a) of every joint action, flattened (the env's
+    numpy `basis`, which the caller computes as the shared observation code); the graph
+    forms Q(s, a) = phi(s, a) . theta, takes the social convention's joint action (the
+    first within the tie tolerance of the maximum) and returns this agent's part of it and
+    its one-hot probabilities (a pure strategy).
+    """
+
+    def __init__(self, theta: np.ndarray, action_sizes: list[int], agent_index: int,
+                 tolerance: float):
+        super().__init__()
+        self.discrete, self.scale, self.table = True, None, None
+        self.register_buffer("theta", torch.as_tensor(theta, dtype=torch.float32))
+        joint = np.array(np.unravel_index(np.arange(int(np.prod(action_sizes))), action_sizes))
+        self.register_buffer("own", torch.as_tensor(joint[agent_index], dtype=torch.int64))
+        self.num_actions = int(action_sizes[agent_index])
+        self.tolerance = float(tolerance)
+
+    def forward(self, obs: torch.Tensor):
+        q = obs.reshape(obs.shape[0], self.own.shape[0], self.theta.shape[0]) @ self.theta
+        best = q.max(dim=-1, keepdim=True).values
+        ties = (q >= best - self.tolerance * torch.clamp(best.abs(), min=1.0)).float()
+        action = self.own[torch.argmax(ties, dim=-1)]  # argmax of 0/1: the first tie
+        probabilities = torch.nn.functional.one_hot(action, self.num_actions).float()
+        return action, probabilities
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -247,7 +276,7 @@ def exported_actor(policy: TrainedPolicy, agent_index: int) -> ExportedActor:
 def _export_onnx(module: ExportedActor | ExportedRecurrentAgent, obs_size: int, hidden_size: int, path: Path) -> None:
     recurrent = hidden_size > 0
     inputs, outputs = _io_names(module.discrete, module.scale is not None or module.table is not None,
-                                recurrent, isinstance(module, ExportedStrategy))
+                                recurrent, isinstance(module, ExportedStrategy | ExportedLinearTeam))
     args: tuple = (torch.zeros(1, obs_size),)
     if recurrent:
         args += (torch.zeros(1, hidden_size),)
@@ -265,10 +294,17 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from policies.games.policy import GamePolicy
+    from policies.games.team_q import LinearTeamPolicy
 
+    linear = isinstance(policy, LinearTeamPolicy)
     mixed = isinstance(policy, GamePolicy)
-    episodic = not isinstance(policy, TrainedPolicy) and not mixed
-    if mixed:  # one table per agent, each its own small graph
+    episodic = not isinstance(policy, TrainedPolicy) and not mixed and not linear
+    if linear:  # Team-Q over features: the weights in the graph, the basis from the caller
+        one_model, hidden = False, 0
+
+        def module_of(p: LinearTeamPolicy, i: int) -> ExportedLinearTeam:
+            return ExportedLinearTeam(p.theta, p.action_sizes, i, p.tie_tolerance).eval()
+    elif mixed:  # one table per agent, each its own small graph
         cfg, _, table = _sim_contract(policy)
         one_model, hidden = False, 0
 
@@ -298,12 +334,14 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
                 models[agent] = name
 
     cfg, scale, table = _sim_contract(policy)
-    space = spaces.Discrete(policy.action_sizes[0]) if mixed else policy.action_spaces[0]
+    space = (spaces.Discrete(policy.action_sizes[0]) if mixed or linear
+             else policy.action_spaces[0])
     discrete = isinstance(space, spaces.Discrete)
     from sim.obs import is_cells_view
 
     cells = cfg is not None and is_cells_view(cfg)
-    inputs, outputs = _io_names(discrete, cfg is not None and not cells, hidden > 0, mixed)
+    inputs, outputs = _io_names(discrete, cfg is not None and not cells, hidden > 0,
+                                mixed or linear)
     meta: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "agents": list(policy.agents),
@@ -315,6 +353,10 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
                    "size": int(space.n) if discrete else int(np.prod(space.shape)),
                    # a mixed strategy: the node samples `probabilities` with its own generator
                    **({"sampling": "mixed"} if mixed else {})},
+        # Team-Q: the input is the env's basis functions of every joint action, (J, F) flattened
+        **({"features": {"joint_actions": int(np.prod(policy.action_sizes)),
+                         "per_joint_action": len(policy.theta),
+                         "basis": policy.basis_name}} if linear else {}),
         "recurrent": ({"input": "h_in", "output": "h_out", "shape": [hidden]} if hidden else None),
         # the episodic family's state also carries the previous action (see the module doc)
         **({"recurrent_layout": [["gru", policy.agent.hidden_size],

@@ -307,3 +307,29 @@ def test_wolf_phc_learns_a_pursuer_on_the_pursuit_grid():
         assert learned["capture_rate"] >= baseline["capture_rate"], (seed, learned, baseline)
         ratios.append(learned["capture_time"] / baseline["capture_time"])
     assert np.mean(ratios) < 0.9, ratios
+
+
+def test_team_q_exports_its_weights_and_the_graph_plays_the_social_convention(tmp_path):
+    from marl_ros.runtime import OnnxPolicy
+    from policies.export import export_bundle
+    from policies.games.coverage_grid import CoverageGrid
+
+    policy = policies.train("team_q", "coverage_grid", 3000, seed=0, config=QUIET)
+    bundle = OnnxPolicy.load(export_bundle(policy, tmp_path / "team_q"))
+    assert bundle.meta["features"]["basis"].endswith("CoverageGrid.basis")
+    assert bundle.meta["features"]["joint_actions"] == 25 and not bundle.mixed
+    env, steps = CoverageGrid(num_drones=2), 0
+    for seed in range(5):  # the graph over the env's basis plays what the policy plays
+        obs, _ = env.reset(seed=seed)
+        while env.agents:
+            features = np.asarray(env.basis(obs["drone_0"]), np.float32).ravel()
+            expected = policy.act(obs)
+            assert {a: int(bundle.act(features, a)) for a in env.agents} == expected
+            obs, *_ = env.step(expected)
+            steps += 1
+    assert steps >= 5 * 5
+    # All values tied (untrained weights): the convention's first joint action, (stay, stay).
+    policy.theta[:] = 0.0
+    flat = OnnxPolicy.load(export_bundle(policy, tmp_path / "tied"))
+    features = np.asarray(env.basis(env.reset(seed=0)[0]["drone_0"]), np.float32).ravel()
+    assert [int(flat.act(features, a)) for a in env.possible_agents] == [0, 0]

@@ -307,6 +307,18 @@ class LinearTeamPolicy:
     def reset(self) -> None:
         """Nothing to forget: the policy reads the full state."""
 
+    @property
+    def obs_sizes(self) -> list[int]:
+        """The exported graph's input width: the basis functions of every joint action."""
+        return [int(np.prod(self.action_sizes)) * len(self.theta)] * len(self.agents)
+
+    @property
+    def basis_name(self) -> str:
+        """Where the basis functions live (what a caller of the exported graph computes)."""
+        owner = getattr(self.basis_fn, "__self__", None)
+        where = type(owner) if owner is not None else self.basis_fn
+        return f"{where.__module__}.{getattr(where, '__qualname__', repr(where))}.basis"
+
     def joint_action(self, observation: Any) -> np.ndarray:
         """The greedy joint action (N,) by the social convention."""
         phi = np.asarray(self.basis_fn(np.asarray(observation, np.float32).ravel()))
