@@ -278,3 +278,20 @@ def test_game_learners_refuse_box_actions():
     with pytest.raises(TypeError, match="need Discrete actions"):
         policies.train("minimax_q", lambda: BoxActions(game="matching_pennies"), 100, seed=0,
                        config={"trainer": QUIET})
+
+
+def test_friend_q_agents_break_ties_between_optima_the_same_way():
+    """Two optimal joint actions, (0, 1) and (1, 0): each friend takes the first in agent
+    order, so both play their part of (0, 1) instead of (0, 0) or (1, 1), which pay nothing."""
+    from policies.games.common import GameSpec, Transition
+    from policies.games.ffq import FriendOrFoeQConfig, FriendQ
+
+    spec = GameSpec(["a", "b"], [1, 1], [2, 2])
+    algo = FriendQ(FriendOrFoeQConfig(lr_schedule="constant", lr=1.0), spec,
+                   np.random.default_rng(0))
+    for joint, reward in (((0, 1), 1.0), ((1, 0), 1.0), ((0, 0), 0.0), ((1, 1), 0.0)):
+        algo.learn(Transition(states=np.zeros((1, 2), np.int64), actions=np.array([joint]),
+                              rewards=np.full((1, 2), reward), next_states=np.zeros((1, 2), np.int64),
+                              terminated=np.ones(1, bool), done=np.ones(1, bool)))
+    greedy = [int(table[0].argmax()) for table in algo.strategies()]
+    assert greedy == [0, 1]

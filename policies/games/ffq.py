@@ -56,8 +56,10 @@ class FriendOrFoeQ(GameAlgorithm):
                              f"other agents' indices (0 to {n - 1}, not its own, no repeats); "
                              f"got {cfg.friends!r}.")
         super().__init__(cfg, spec, rng)
-        # Axes of Q_i(s, .) over the joint action: own first among the friends, then the foes.
-        self.friends_axes = [[i, *sorted(f)] for i, f in enumerate(friends)]
+        # Axes of Q_i(s, .) over the joint action: the friends (own included) in agent order,
+        # then the foes. Agent order, not own-first: friends holding the same table then break
+        # ties between joint actions by the same C order, so they pick the same one.
+        self.friends_axes = [sorted([i, *f]) for i, f in enumerate(friends)]
         self.foes_axes = [[j for j in range(n) if j not in axes] for axes in self.friends_axes]
         joint = spec.joint_action_shape
         for i in range(n):
@@ -86,7 +88,8 @@ class FriendOrFoeQ(GameAlgorithm):
                 q[(s, *joint)] += alpha * (target - q[(s, *joint)])
                 # 3. re-solve the stage game at s; own strategy = marginal of the friends' joint one
                 strategy, v[s] = friend_or_foe(q[s], self.friends_axes[i], self.foes_axes[i])
-                self.tables[f"pi_{i}"][s] = strategy.reshape(strategy.shape[0], -1).sum(axis=1)
+                own = np.moveaxis(strategy, self.friends_axes[i].index(i), 0)
+                self.tables[f"pi_{i}"][s] = own.reshape(own.shape[0], -1).sum(axis=1)
             self.steps += 1
         return {"losses/td_error": float(np.mean(np.abs(errors)))}
 
