@@ -364,17 +364,22 @@ def stand_in_launch_modules() -> dict[str, types.ModuleType]:
     return modules
 
 
-@pytest.mark.parametrize("exit_on_complete", ["true", "false"])
-def test_launch_file_shuts_the_launch_down_when_the_monitor_exits(monkeypatch, exit_on_complete):
-    from marl_ros.graph import LAUNCH_ARGUMENTS
-
+def stand_in_launch_description(monkeypatch) -> object:
+    """swarm.launch.py's LaunchDescription, built over the recording stand-ins."""
     for name, module in stand_in_launch_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location("swarm_launch_standin",
                                                   ROOT / "launch" / "swarm.launch.py")
     launch_file = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(launch_file)
-    description = launch_file.generate_launch_description()
+    return launch_file.generate_launch_description()
+
+
+@pytest.mark.parametrize("exit_on_complete", ["true", "false"])
+def test_launch_file_shuts_the_launch_down_when_the_monitor_exits(monkeypatch, exit_on_complete):
+    from marl_ros.graph import LAUNCH_ARGUMENTS
+
+    description = stand_in_launch_description(monkeypatch)
     declared = {a.args[0]: a.kwargs["default_value"] for a in description.args[0][:-1]}
     assert declared == {k: v for k, (v, _) in LAUNCH_ARGUMENTS.items()}
     assert declared["exit_on_complete"] == "true"  # the launch ends with the mission by default

@@ -215,17 +215,9 @@ def test_launch_file_passes_team_policies_to_the_agent_nodes(monkeypatch, chase_
                                                            flee_bundle):
     """swarm.launch.py declares team_policies and its nodes fly the per-team bundles (launch
     and launch_ros replaced by the recording stand-ins of test_deployment.py)."""
-    import importlib.util
+    from test_deployment import stand_in_launch_description
 
-    from test_deployment import stand_in_launch_modules
-
-    for name, module in stand_in_launch_modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    spec = importlib.util.spec_from_file_location("swarm_launch_pursuit",
-                                                  ROOT / "launch" / "swarm.launch.py")
-    launch_file = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(launch_file)
-    description = launch_file.generate_launch_description()
+    description = stand_in_launch_description(monkeypatch)
     declared = {a.args[0]: a.kwargs["default_value"] for a in description.args[0][:-1]}
     assert declared["team_policies"] == ""
     context = {**declared, "num_drones": "2", "scenario": "pursuit",
