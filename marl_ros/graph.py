@@ -397,6 +397,52 @@ def fatal_sentence(log: Path) -> str | None:
     return fatal[-1].split("]: ", 1)[-1].strip()
 
 
+SHM_DIR = Path("/dev/shm")
+
+
+def dds_zombies(created_since: set[str], shm_dir: Path = SHM_DIR,
+                min_age_s: float = 1.0) -> list[Path]:
+    """FastDDS shared-memory files in `shm_dir` that are not in `created_since` (a listing
+    taken before a graph started) and whose owner is gone. FastDDS's own rule (`fastdds shm
+    clean`): a segment `fastdds_<id>` or a port `fastdds_port<n>` has a lock file `<name>_el`
+    that its owner holds (flock) while it lives; a lock file nobody holds marks a zombie,
+    which is the segment, the lock file and (ports) `sem.<name>_mutex`. A node that exits
+    cleanly removes its own; one that was killed, or crashed, leaves them behind.
+    Files younger than `min_age_s` are left alone (an owner may be about to lock them)."""
+    import fcntl
+
+    try:
+        names = set(os.listdir(shm_dir)) - created_since
+    except OSError:  # no /dev/shm (not Linux)
+        return []
+    zombies = []
+    for lock_name in sorted(n for n in names if n.startswith("fastdds_") and n.endswith("_el")):
+        lock = shm_dir / lock_name
+        try:
+            if time.time() - lock.stat().st_mtime < min_age_s:
+                continue
+            with open(lock, "rb") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while its owner lives
+        except OSError:
+            continue
+        segment = lock_name[: -len("_el")]
+        zombies += [shm_dir / name for name in (segment, lock_name, f"sem.{segment}_mutex")
+                    if name in names]
+    return zombies
+
+
+def remove_dds_zombies(created_since: set[str], shm_dir: Path = SHM_DIR) -> int:
+    """Remove `dds_zombies(created_since)`; returns how many files went."""
+    removed = 0
+    for path in dds_zombies(created_since, shm_dir):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:  # gone meanwhile
+            pass
+    return removed
+
+
 class NodeProcesses:
     """The node processes of one graph, in one process group of their own, each set to die
     with this process; `stop()` ends them all (SIGINT, then SIGTERM, then SIGKILL) and is
@@ -407,6 +453,10 @@ class NodeProcesses:
         self.stop_timeout_s = stop_timeout_s
         self.procs: list[tuple[NodeSpec, subprocess.Popen]] = []
         self.pgid: int | None = None
+        try:  # what /dev/shm held before any node: stop() cleans up only after this graph
+            self.shm_before: set[str] = set(os.listdir(SHM_DIR))
+        except OSError:
+            self.shm_before = set()
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -449,9 +499,12 @@ class NodeProcesses:
         return all(proc.poll() is not None for _, proc in self.procs)
 
     def stop(self) -> list[str]:
-        """Stop every node; returns the labels of those that had to be SIGKILLed."""
+        """Stop every node; returns the labels of those that had to be SIGKILLed. Then
+        removes the DDS shared memory this graph's nodes left behind (a killed node's;
+        FastDDS would otherwise keep it in /dev/shm until a `fastdds shm clean`)."""
         if not self.procs:
             return []
+        killed: list[str] = []
         self._signal_group(signal.SIGINT)
         if not self._wait_all(time.monotonic() + self.stop_timeout_s):
             self._signal_group(signal.SIGTERM)
@@ -459,8 +512,9 @@ class NodeProcesses:
                 killed = [spec_label(s) for s, p in self.procs if p.poll() is None]
                 self._signal_group(signal.SIGKILL)
                 self._wait_all(time.monotonic() + 5.0)
-                return killed
-        return []
+        if all(proc.poll() is not None for _, proc in self.procs):
+            remove_dds_zombies(self.shm_before)
+        return killed
 
 
 class GraphStopped(RuntimeError):

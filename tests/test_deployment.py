@@ -332,6 +332,54 @@ def test_killing_the_swarm_command_mid_mission_leaves_nothing_behind(sig, tmp_pa
     assert not report["complete"] and report["steps"] > 0
 
 
+LOCK_HOLDER = """
+import fcntl, sys, time
+f = open(sys.argv[1], "ab")
+fcntl.flock(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_graph_removes_the_dds_shared_memory_its_dead_nodes_left_and_nothing_else(tmp_path):
+    """FastDDS's rule: a segment or port lives while its owner holds `<name>_el` locked. A
+    node killed by the graph's last resort (SIGKILL) or a crash leaves its files; stop()
+    removes exactly those among the files created since the graph started."""
+    from marl_ros.graph import remove_dds_zombies
+
+    def files(*names):
+        for name in names:
+            (tmp_path / name).write_bytes(b"")
+
+    files("fastdds_0000000000000000", "fastdds_0000000000000000_el")  # older than the graph
+    before = set(os.listdir(tmp_path))
+    files("fastdds_port7011", "fastdds_port7011_el", "sem.fastdds_port7011_mutex",  # killed
+          "fastdds_1111111111111111", "fastdds_1111111111111111_el",  # alive
+          "fastdds_2222222222222222", "fastdds_2222222222222222_el",  # just created
+          "unrelated")
+    holders = {name: subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path / name)],
+                                      stdout=subprocess.PIPE, text=True)
+               for name in ("fastdds_port7011_el", "fastdds_1111111111111111_el")}
+    try:
+        for proc in holders.values():
+            assert proc.stdout.readline().strip() == "locked"
+        holders["fastdds_port7011_el"].kill()
+        holders["fastdds_port7011_el"].wait(10)
+        old = time.time() - 60
+        for name in os.listdir(tmp_path):
+            if "2222" not in name:
+                os.utime(tmp_path / name, (old, old))
+        assert remove_dds_zombies(before, tmp_path) == 3
+    finally:
+        for proc in holders.values():
+            proc.kill()
+            proc.wait(10)
+    assert sorted(os.listdir(tmp_path)) == [
+        "fastdds_0000000000000000", "fastdds_0000000000000000_el",
+        "fastdds_1111111111111111", "fastdds_1111111111111111_el",
+        "fastdds_2222222222222222", "fastdds_2222222222222222_el", "unrelated"]
+
+
 # ------------------------------------------------------------------------------------------------
 # The launch file: the monitor's exit (mission complete) shuts the launch down
 # ------------------------------------------------------------------------------------------------

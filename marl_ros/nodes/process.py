@@ -18,6 +18,7 @@ with `exit_on_complete`) by calling `rclpy.try_shutdown()`.
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Callable
 
@@ -93,6 +94,11 @@ def run_node_process(logger_name: str, build: Callable[[], list[Node]],
                 on_exit(nodes)
         return 0
     finally:
+        # A node handle still in use at destroy_node() is destroyed later, when its last
+        # reference goes; collect now, so the DDS participant (and its shared memory in
+        # /dev/shm) goes while the process is whole, not in interpreter finalisation,
+        # which does not promise to collect everything.
+        gc.collect()
         rclpy.try_shutdown()
         # Interpreter finalisation (still seconds with onnxruntime and DDS loaded) resets
         # Python-set handlers to the default, which a late repeated signal would die of
