@@ -275,6 +275,37 @@ def test_each_actor_is_updated_against_its_predecessors_new_actions():
             assert torch.allclose(seen[k], action(before, k), atol=1e-6)
 
 
+@pytest.mark.parametrize("algo", ["haddpg", "maddpg"])
+def test_action_regularization_brings_a_saturated_actor_off_the_flat_end_of_its_tanh(algo):
+    """At a pre-activation of 4 the tanh passes 1e-3 of the critic's gradient, which Adam's
+    scaling still turns into full steps: unregularised, the actor stays saturated (here it
+    goes 3x further out); the MADDPG authors' penalty brings it back (to 0.3 of the start)."""
+
+    def pre_activation(trainer, batch):
+        actor = trainer.algo.actors[0]
+        with torch.no_grad():
+            return actor.head[0](actor.body(batch["obs"][:, 0])).abs().mean().item()
+
+    after = {}
+    for coefficient in (0.0, 0.1):
+        trainer = filled_trainer(algo, lr_actor=0.01, action_regularization=coefficient)
+        with torch.no_grad():
+            for actor in trainer.algo.actors:
+                actor.head[0].bias.fill_(4.0)
+        batch = trainer.sample(32)
+        start = pre_activation(trainer, batch)
+        for _ in range(20):
+            if algo == "maddpg":
+                loss = trainer.algo.actor_loss(0, 0, batch)
+                trainer.algo.step(trainer.algo.optimizer_of(0), loss,
+                                  trainer.algo.actor_of(0).parameters())
+            else:
+                trainer.algo.sequential_actor_update(batch, trainer.algo.critics[0])
+        after[coefficient] = pre_activation(trainer, batch) / start
+    assert after[0.0] > 0.97, after  # still at (or beyond) the flat end
+    assert after[0.1] < 0.9, after  # pulled back towards the tanh's working range
+
+
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, monkeypatch):
     cfg = {"trainer": {**QUIET, "num_envs": 4, "rollout_steps": 8, "checkpoint_every": 2},
            "algo": {**SMALL_ALGO, "batch_size": 32, "learning_starts": 32}}

@@ -60,6 +60,11 @@ class OffPolicyConfig(AlgorithmConfig):
     exploration_noise_final: float = 0.05
     noise_anneal_steps: int = 1_000_000
     gumbel_temperature: float = 1.0  # Discrete actions: the Gumbel-softmax temperature
+    # Coefficient of the mean squared pre-activation (Box: before the tanh; Discrete: the
+    # logits) added to every actor loss, as the MADDPG authors' implementation does (1e-3
+    # there): it keeps a deterministic actor off the flat ends of its tanh, where the
+    # critic's gradient no longer moves it. 0 = none (HARL's defaults).
+    action_regularization: float = 0.0
     max_grad_norm: float = 10.0
     # networks
     share_params: bool = False  # one actor for every agent (homogeneous agents)
@@ -83,6 +88,9 @@ class OffPolicyConfig(AlgorithmConfig):
                              "be >= 0.")
         if self.gumbel_temperature <= 0:
             raise ValueError(f"gumbel_temperature must be > 0 (got {self.gumbel_temperature}).")
+        if self.action_regularization < 0:
+            raise ValueError(f"action_regularization must be >= 0 (got "
+                             f"{self.action_regularization}).")
         if self.activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be relu or tanh (got {self.activation!r}).")
 
@@ -243,6 +251,17 @@ class OffPolicyAlgorithm:
             return F.gumbel_softmax(out, tau=self.cfg.gumbel_temperature, hard=True)
         return out
 
+    def action_penalty(self, agent: int, obs: torch.Tensor, subpolicy: int = 0) -> torch.Tensor:
+        """`action_regularization` x the mean squared pre-activation of mu_agent(o) (0. when
+        the coefficient is 0): the term every actor loss adds."""
+        coefficient = self.cfg.action_regularization
+        if coefficient == 0:
+            return torch.zeros(())
+        actor = self.actor_of(agent, subpolicy)
+        feature = actor.body(self.actor_input(obs, agent))
+        pre = actor.head(feature) if self.discrete[agent] else actor.head[0](feature)
+        return coefficient * pre.pow(2).mean()
+
     def member_outputs(self, agent: int, obs: torch.Tensor, members: torch.Tensor,
                        target: bool = False) -> torch.Tensor:
         """Each row's tanh action or logits from the ensemble member its agent acted with."""
@@ -369,7 +388,8 @@ class OffPolicyAlgorithm:
         for m, i in enumerate(self.last_order):
             actions[i] = self.policy_action(i, obs[:, i])
             self.last_joint_inputs[i] = [a.detach().clone() for a in actions]
-            loss = -self.q_value(critic, state, self.joint(actions)).mean()
+            loss = (-self.q_value(critic, state, self.joint(actions)).mean()
+                    + self.action_penalty(i, obs[:, i]))
             self.step(self.optimizer_of(i), loss, self.actor_of(i).parameters())
             losses.append(loss.item())
             with torch.no_grad():

@@ -144,7 +144,8 @@ class MADDPG(OffPolicyAlgorithm):
         """-Q_i(x, a_1, ..., mu_i^(k)(o_i), ..., a_N), the others' actions from the buffer."""
         actions = [batch["actions"][:, j] for j in range(self.spec.num_agents)]
         actions[i] = self.policy_action(i, batch["obs"][:, i], k)
-        return -self.q_value(self.critics[i], batch["state"], self.joint(actions)).mean()
+        return (-self.q_value(self.critics[i], batch["state"], self.joint(actions)).mean()
+                + self.action_penalty(i, batch["obs"][:, i], k))
 
     def update(self, sample) -> dict[str, float]:
         cfg, n = self.cfg, self.spec.num_agents
