@@ -81,8 +81,11 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     else:
         scenario = env_fn if isinstance(env_fn, str) else None
         resolved = resolve_config(algo, scenario, config, overrides, seed=seed)
-    trainer_cls = family_trainer(resolved["algorithm"])
-    return trainer_cls(resolved, env_fn, out_dir, resume=resume).train(total_steps)
+    trainer = family_trainer(resolved["algorithm"])(resolved, env_fn, out_dir, resume=resume)
+    try:
+        return trainer.train(total_steps)
+    finally:  # env worker processes and physics servers end with the training
+        trainer.env.close()
 
 
 def family_trainer(algo: str) -> type:

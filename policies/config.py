@@ -43,11 +43,17 @@ class TrainerConfig:
     progress: bool = True  # rich progress bar
     tensorboard: bool = True
     torch_threads: int = 1
+    # A user's ParallelEnv: worker processes stepping the num_envs copies (0 = in this
+    # process, one after the other). Sim scenarios step every env in one numpy call.
+    env_workers: int = 0
 
     def validate(self) -> None:
         for name in ("num_envs", "rollout_steps", "checkpoint_every", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name} must be >= 1 (got {getattr(self, name)}).")
+        if not 0 <= self.env_workers <= self.num_envs:
+            raise ValueError(f"trainer.env_workers must be between 0 and trainer.num_envs="
+                             f"{self.num_envs} (got {self.env_workers}).")
         if self.backend not in ("fast", "pybullet"):
             raise ValueError(f"trainer.backend must be fast or pybullet (got {self.backend!r}).")
 

@@ -3,7 +3,11 @@
 Two sources, one interface (`BatchedEnv`):
 - `SimVecEnv` wraps `sim.make_vec_env` (the fast path: one numpy call steps all envs);
 - `ParallelEnvBatch` runs E copies of any PettingZoo `ParallelEnv` with Box
-  observations and Box or Discrete actions, one after the other.
+  observations and Box or Discrete actions, one after the other;
+  `SubprocessEnvBatch` runs the same E copies split over W worker processes
+  (`trainer.env_workers`), so a slow Python env steps W at a time. Both give the same
+  arrays for the same seed: every reset seed is drawn in the trainer's process, in row
+  order, as `ParallelEnvBatch` draws them.
 
 Interface: `reset(seed) -> obs (E, N, D)`; `step(actions (E, N, A) float) -> obs,
 team_reward (E,), terminated (E,), truncated (E,), infos`; `state() -> (E, S)`.
@@ -27,7 +31,11 @@ Conventions for user environments (documented in `policies.train`):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import multiprocessing
+import signal
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,15 +161,26 @@ class ParallelEnvBatch:
             if a in obs:  # an agent that has left keeps its last observation
                 self._obs[i, j, : self.obs_sizes[j]] = np.asarray(obs[a], np.float32).ravel()
 
-    def _reset_one(self, i: int) -> None:
-        obs, _ = self.envs[i].reset(seed=int(self.rng.integers(2**31)))
-        self._obs[i] = 0.0
-        self._pack(i, obs)
+    @property
+    def first_env(self) -> Any:
+        """The first copy as its author wrote it (declared lengths, basis functions)."""
+        return self.envs[0]
+
+    def draw_seeds(self, count: int) -> list[int]:
+        """The next `count` reset seeds, one draw each (the order rows reset in)."""
+        return [int(self.rng.integers(2**31)) for _ in range(count)]
+
+    def reset_rows(self, rows: Sequence[int], seeds: Sequence[int]) -> np.ndarray:
+        """Reset env `rows[k]` with `seeds[k]`; returns those rows' observations."""
+        for i, seed in zip(rows, seeds, strict=True):
+            obs, _ = self.envs[i].reset(seed=int(seed))
+            self._obs[i] = 0.0
+            self._pack(i, obs)
+        return self._obs[list(rows)].copy()
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         self.rng = np.random.default_rng(seed)
-        for i in range(self.num_envs):
-            self._reset_one(i)
+        self.reset_rows(range(self.num_envs), self.draw_seeds(self.num_envs))
         return self._obs.copy()
 
     def _state_of(self, i: int) -> np.ndarray:
@@ -173,6 +192,18 @@ class ParallelEnvBatch:
         return np.stack([self._state_of(i) for i in range(self.num_envs)])
 
     def step(self, actions: np.ndarray):
+        obs, rew, term, trunc, infos = self.step_envs(actions)
+        done = infos["done"]
+        if done.any():  # the finished rows restart, in row order
+            rows = np.flatnonzero(done)
+            obs[rows] = self.reset_rows(rows, self.draw_seeds(len(rows)))
+        else:
+            del infos["final_obs"], infos["final_state"]
+        return obs, rew, term, trunc, infos
+
+    def step_envs(self, actions: np.ndarray):
+        """Step every env once; a finished one is left to `reset_rows` (its last observation
+        and state in `infos["final_obs"]` / `infos["final_state"]`, always present here)."""
         e = self.num_envs
         rew, term, trunc = np.zeros(e, np.float32), np.zeros(e, bool), np.zeros(e, bool)
         agent_rewards = np.zeros((e, len(self.agents)), np.float32)
@@ -199,12 +230,164 @@ class ParallelEnvBatch:
                 trunc[i] = not term[i]
                 final_obs[i] = self._obs[i]
                 final_state[i] = self._state_of(i)
-                self._reset_one(i)
-        infos: dict[str, np.ndarray] = {"done": done, "agent_rewards": agent_rewards, **metrics}
-        if done.any():
-            infos["final_obs"], infos["final_state"] = final_obs, final_state
+        infos: dict[str, np.ndarray] = {"done": done, "agent_rewards": agent_rewards, **metrics,
+                                        "final_obs": final_obs, "final_state": final_state}
         return self._obs.copy(), rew, term, trunc, infos
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _env_worker(conn: Any, parent_end: Any, env_fn: bytes, num_envs: int) -> None:
+    """A worker process of `SubprocessEnvBatch`: a `ParallelEnvBatch` of its rows, driven by
+    (command, argument) messages. Ctrl-C is the trainer's to handle (it closes the workers);
+    a trainer that dies closes the pipe, and the worker ends."""
+    import cloudpickle
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent_end.close()  # a forked worker's copy of the trainer's end
+    batch = None
+    try:
+        batch = ParallelEnvBatch(cloudpickle.loads(env_fn), num_envs)
+        conn.send(("ok", None))
+        while True:
+            command, arg = conn.recv()
+            if command == "close":
+                break
+            if command == "reset":
+                out = batch.reset_rows(*arg)
+            elif command == "step":
+                out = batch.step_envs(arg)
+            else:  # "state"
+                out = batch.state()
+            conn.send(("ok", out))
+    except EOFError:  # the trainer is gone
+        pass
+    except Exception as err:  # the env's own error, sent with its traceback
+        try:
+            conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+        except OSError:
+            pass
+    finally:
+        if batch is not None:
+            batch.close()
+        conn.close()
+
+
+class SubprocessEnvBatch:
+    """`ParallelEnvBatch`'s E copies split over `workers` processes (contiguous rows each),
+    stepped at the same time: the same arrays for the same seed, every reset seed drawn
+    here in row order. `env_fn` is sent with cloudpickle (a lambda or a closure works); a
+    copy built here (`first_env`) gives the spaces and is never stepped. `close()` ends
+    the workers; a worker also ends when this process dies."""
+
+    def __init__(self, env_fn: Callable[[], Any], num_envs: int, workers: int):
+        import cloudpickle
+
+        if not 1 <= workers <= num_envs:
+            raise ValueError(f"trainer.env_workers must be between 1 and trainer.num_envs="
+                             f"{num_envs} (got {workers}); 0 steps the envs in this process.")
+        probe = ParallelEnvBatch(env_fn, 1)
+        self.first_env = probe.envs[0]
+        self.agents, self.obs_size = probe.agents, probe.obs_size
+        self.spec = dataclasses.replace(probe.spec, num_envs=num_envs)
+        self.num_envs = num_envs
+        self.rng = np.random.default_rng()
+        bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
+        self.rows = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        payload = cloudpickle.dumps(env_fn)
+        context = multiprocessing.get_context()
+        self.conns, self.procs = [], []
+        try:
+            for rows in self.rows:
+                parent, child = context.Pipe()
+                proc = context.Process(target=_env_worker, args=(child, parent, payload, len(rows)),
+                                       daemon=True, name="marl-ros env worker")
+                proc.start()
+                child.close()
+                self.conns.append(parent)
+                self.procs.append(proc)
+            for k in range(workers):
+                self._receive(k)
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self, k: int) -> Any:
+        try:
+            status, out = self.conns[k].recv()
+        except EOFError:
+            raise RuntimeError(f"env worker {k} died (exit code {self.procs[k].exitcode}); "
+                               "see its output above.") from None
+        if status == "error":
+            raise RuntimeError(f"env worker {k} (rows {self.rows[k][0]}-{self.rows[k][-1]}) "
+                               f"failed: {out}")
+        return out
+
+    def _call(self, messages: dict[int, tuple[str, Any]]) -> dict[int, Any]:
+        for k, message in messages.items():
+            self.conns[k].send(message)
+        return {k: self._receive(k) for k in messages}
+
+    def draw_seeds(self, count: int) -> list[int]:
+        return [int(self.rng.integers(2**31)) for _ in range(count)]
+
+    def _reset_rows(self, rows: np.ndarray, seeds: list[int], obs: np.ndarray) -> None:
+        """Reset `rows` (global indices, ascending) with `seeds`, each by its worker, into obs."""
+        seeds_array = np.asarray(seeds, np.int64)
+        messages, picked = {}, {}
+        for k, own in enumerate(self.rows):
+            pick = np.isin(rows, own)
+            if pick.any():
+                picked[k] = rows[pick]
+                messages[k] = ("reset", ((rows[pick] - own[0]).tolist(),
+                                         seeds_array[pick].tolist()))
+        for k, out in self._call(messages).items():
+            obs[picked[k]] = out
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        self.rng = np.random.default_rng(seed)
+        obs = np.zeros((self.num_envs, len(self.agents), self.obs_size), np.float32)
+        self._reset_rows(np.arange(self.num_envs), self.draw_seeds(self.num_envs), obs)
+        return obs
+
+    def state(self) -> np.ndarray:
+        parts = self._call({k: ("state", None) for k in range(len(self.rows))})
+        return np.concatenate([parts[k] for k in range(len(self.rows))])
+
+    def step(self, actions: np.ndarray):
+        parts = self._call({k: ("step", actions[rows]) for k, rows in enumerate(self.rows)})
+        parts = [parts[k] for k in range(len(self.rows))]
+        obs, rew, term, trunc = (np.concatenate([p[j] for p in parts]) for j in range(4))
+        infos: dict[str, np.ndarray] = {}
+        for key in dict.fromkeys(key for p in parts for key in p[4]):  # first-seen order
+            pieces = [p[4].get(key) for p in parts]
+            template = next(x for x in pieces if x is not None)
+            infos[key] = np.concatenate([np.zeros((len(rows),) + template.shape[1:],
+                                                  template.dtype) if x is None else x
+                                         for x, rows in zip(pieces, self.rows, strict=True)])
+        done = infos["done"]
+        if done.any():
+            rows = np.flatnonzero(done)
+            self._reset_rows(rows, self.draw_seeds(len(rows)), obs)
+        else:
+            del infos["final_obs"], infos["final_state"]
+        return obs, rew, term, trunc, infos
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(("close", None))
+            except OSError:  # that worker is gone already
+                pass
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        for conn in self.conns:
+            conn.close()
+        if self.procs or self.conns:
+            self.first_env.close()
+        self.conns, self.procs = [], []

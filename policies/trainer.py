@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from policies.config import save_config, trainer_config
-from policies.envs import ParallelEnvBatch, SimVecEnv
+from policies.envs import ParallelEnvBatch, SimVecEnv, SubprocessEnvBatch
 from policies.normalization import ObservationNormalizer
 from policies.policy import atomic_torch_save
 
@@ -75,6 +75,10 @@ def make_batched_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any],
     if isinstance(env_fn, str):
         import sim
 
+        if tcfg.env_workers:
+            raise ValueError(f"trainer.env_workers={tcfg.env_workers} is for a user's ParallelEnv; "
+                             f"the {env_fn!r} scenario steps every env in one numpy call (set "
+                             "trainer.env_workers=0).")
         venv = sim.make_vec_env(env_fn, tcfg.num_envs, backend=tcfg.backend, seed=resolved["seed"],
                                 **resolved["env"])
         return SimVecEnv(venv)
@@ -84,7 +88,10 @@ def make_batched_env(env_fn: str | Callable[[], Any], resolved: dict[str, Any],
     if resolved["env"]:
         raise ValueError("config section 'env' only applies to sim scenarios; pass the parameters "
                          "to your env_fn instead.")
-    return ParallelEnvBatch(env_fn if wrap is None else lambda: wrap(env_fn()), tcfg.num_envs)
+    make = env_fn if wrap is None else lambda: wrap(env_fn())
+    if tcfg.env_workers:
+        return SubprocessEnvBatch(make, tcfg.num_envs, tcfg.env_workers)
+    return ParallelEnvBatch(make, tcfg.num_envs)
 
 
 class Trainer:

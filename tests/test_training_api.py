@@ -7,10 +7,20 @@
 - `marl-ros train` refuses a budget that trains nothing and a `--resume` of another
   algorithm's or scenario's run before any work, and reports the env steps it really
   trained (whole rollouts or episodes).
+- Bring your own env, stepped in worker processes (`trainer.env_workers`): the same arrays
+  and the same trained policy as in one process, an env's error named with its worker,
+  no worker left after training or after the trainer is killed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,6 +33,7 @@ import policies
 import policies.value.trainer as episodic
 from marl_ros.cli import main
 from policies.config import resolve_config
+from policies.envs import ParallelEnvBatch, SubprocessEnvBatch
 from policies.value.common import EpisodeBuffer
 from policies.value.trainer import EpisodicTrainer, episode_limit
 
@@ -117,16 +128,16 @@ def test_episode_buffer_grows_and_keeps_stored_episodes_whole():
 
 def test_episode_length_is_read_from_what_the_env_declares():
     game = RepeatedMatrixGame(ADDITIVE_PAYOFF)
-    assert episode_limit(SimpleNamespace(envs=[game]), 0) == (episodic.FIRST_EPISODE_LIMIT, True)
-    assert episode_limit(SimpleNamespace(envs=[game]), 12) == (12, False)  # algo.episode_limit
+    assert episode_limit(SimpleNamespace(first_env=game), 0) == (episodic.FIRST_EPISODE_LIMIT, True)
+    assert episode_limit(SimpleNamespace(first_env=game), 12) == (12, False)  # algo.episode_limit
     game.max_cycles = 25  # PettingZoo's name (MPE, butterfly)
-    assert episode_limit(SimpleNamespace(envs=[game]), 0) == (25, False)
+    assert episode_limit(SimpleNamespace(first_env=game), 0) == (25, False)
     wrapped = SimpleNamespace(unwrapped=SimpleNamespace(max_steps=40))
-    assert episode_limit(SimpleNamespace(envs=[wrapped]), 0) == (40, False)
+    assert episode_limit(SimpleNamespace(first_env=wrapped), 0) == (40, False)
     gym_style = SimpleNamespace(spec=SimpleNamespace(max_episode_steps=50))
-    assert episode_limit(SimpleNamespace(envs=[gym_style]), 0) == (50, False)
+    assert episode_limit(SimpleNamespace(first_env=gym_style), 0) == (50, False)
     undeclared = SimpleNamespace(spec=SimpleNamespace(max_episode_steps=None), max_steps=True)
-    assert episode_limit(SimpleNamespace(envs=[undeclared]), 0)[1]
+    assert episode_limit(SimpleNamespace(first_env=undeclared), 0)[1]
 
 
 def test_collection_grows_the_padded_length_and_stores_episodes_whole():
@@ -273,3 +284,174 @@ def test_bench_train_throughput_reports_off_policy_updates_beside_the_bare_env_r
     assert results["hatd3_updates_per_s"] < results["hatd3_train_steps_per_s"]
     assert 0 < results["hatd3_update_fraction"] < 1
     assert "hatd3" in capsys.readouterr().out
+
+
+# -- bring your own env: worker processes ----------------------------------------------------------
+class TargetWalk(ParallelEnv):
+    """Two agents told a random target each step, paid -|a - target|; the episode length
+    (3-7) and the targets come from the reset seed; `coverage` (progress through the
+    episode) in the infos of even steps only; `fail_at`: step count that raises."""
+
+    metadata = {"name": "target_walk_v0", "render_modes": []}
+
+    def __init__(self, fail_at: int | None = None):
+        self.possible_agents = ["a", "b"]
+        self.agents: list[str] = []
+        self.fail_at, self.steps = fail_at, 0
+        self._obs = spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self._act = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return self._act
+
+    def state(self):
+        return np.concatenate([self.targets, [self.t / self.length]]).astype(np.float32)
+
+    def _observe(self):
+        return {a: np.array([self.targets[i], self.t / self.length, i], np.float32)
+                for i, a in enumerate(self.agents)}
+
+    def reset(self, seed=None, options=None):
+        self.rng = np.random.default_rng(seed)
+        self.length, self.t = int(self.rng.integers(3, 8)), 0
+        self.targets = self.rng.uniform(-1, 1, 2)
+        self.agents = list(self.possible_agents)
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.steps += 1
+        if self.fail_at is not None and self.steps >= self.fail_at:
+            raise ValueError("the simulator lost its licence")
+        rewards = {a: -abs(float(actions[a][0]) - self.targets[i])
+                   for i, a in enumerate(self.agents)}
+        self.t += 1
+        self.targets = self.rng.uniform(-1, 1, 2)
+        done = self.t >= self.length
+        info = {"coverage": self.t / self.length} if self.t % 2 == 0 else {}
+        obs = self._observe()
+        out = (obs, rewards, {a: done for a in self.agents}, {a: False for a in self.agents},
+               {a: dict(info) for a in self.agents})
+        if done:
+            self.agents = []
+        return out
+
+
+def test_env_workers_step_the_same_arrays_as_one_process():
+    here = ParallelEnvBatch(TargetWalk, 5)
+    workers = SubprocessEnvBatch(TargetWalk, 5, 2)  # rows 0-1 and 2-4
+    try:
+        rng = np.random.default_rng(0)
+        np.testing.assert_array_equal(here.reset(seed=3), workers.reset(seed=3))
+        finished = 0
+        for _ in range(30):
+            actions = rng.uniform(-1, 1, (5, 2, 1)).astype(np.float32)
+            a, b = here.step(actions), workers.step(actions)
+            for x, y in zip(a[:4], b[:4], strict=True):
+                np.testing.assert_array_equal(x, y)
+            assert a[4].keys() == b[4].keys()
+            for key in a[4]:
+                np.testing.assert_array_equal(a[4][key], b[4][key], err_msg=key)
+            np.testing.assert_array_equal(here.state(), workers.state())
+            finished += int(a[4]["done"].sum())
+        assert finished >= 10  # episodes ended and restarted in both workers' rows
+        assert workers.spec == dataclasses.replace(here.spec, num_envs=5)
+    finally:
+        workers.close()
+        here.close()
+    assert not [p for p in workers.procs if p.is_alive()] and not multiprocessing.active_children()
+
+
+def test_training_with_env_workers_gives_the_same_policy_and_leaves_no_worker():
+    cfg = {"trainer": {**QUIET, "num_envs": 4, "rollout_steps": 16}}
+    trained = {}
+    for workers in (0, 3):
+        cfg["trainer"]["env_workers"] = workers
+        policy = policies.train("mappo", TargetWalk, 256, seed=1, config=cfg)
+        trained[workers] = [p.detach().clone() for p in policy.actors.parameters()]
+        assert not multiprocessing.active_children()  # closed with the training
+    for x, y in zip(trained[0], trained[3], strict=True):
+        assert torch.equal(x, y)
+
+
+def test_an_env_error_in_a_worker_is_one_sentence_naming_the_worker():
+    batch = SubprocessEnvBatch(lambda: TargetWalk(fail_at=4), 4, 2)
+    try:
+        batch.reset(seed=0)
+        with pytest.raises(RuntimeError, match=r"env worker 0 \(rows 0-1\) failed: ValueError: "
+                                               "the simulator lost its licence"):
+            for _ in range(4):
+                batch.step(np.zeros((4, 2, 1), np.float32))
+    finally:
+        batch.close()
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("env_fn,workers,message", [
+    ("coverage", 2, r"trainer.env_workers=2 is for a user's ParallelEnv; the 'coverage' scenario "
+                    r"steps every env in one numpy call \(set trainer.env_workers=0\)"),
+    (TargetWalk, 5, r"trainer.env_workers must be between 0 and trainer.num_envs=4 \(got 5\)"),
+])
+def test_env_workers_are_refused_where_they_cannot_apply(env_fn, workers, message):
+    cfg = {"trainer": {**QUIET, "num_envs": 4, "env_workers": workers}}
+    with pytest.raises(ValueError, match=message):
+        policies.train("mappo", env_fn, 64, config=cfg)
+
+
+WORKERS_OF_A_KILLED_TRAINER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_training_api import TargetWalk
+from policies.envs import SubprocessEnvBatch
+batch = SubprocessEnvBatch(TargetWalk, 4, 2)
+print(" ".join(str(p.pid) for p in batch.procs), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_env_workers_end_when_the_trainer_is_killed():
+    here = os.path.dirname(__file__)
+    trainer = subprocess.Popen([sys.executable, "-c", WORKERS_OF_A_KILLED_TRAINER, here],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               cwd=os.path.dirname(here))
+    pids = [int(p) for p in trainer.stdout.readline().split()]
+    assert len(pids) == 2
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait(10)
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for init to reap it is gone
+            return f.read().split(")")[-1].split()[0] != "Z"
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if alive(p)]
+
+
+def test_bench_envs_measures_a_user_env_in_one_process_and_over_workers(capsys):
+    assert main(["bench", "envs", "--env", "test_training_api:TargetWalk", "--num-envs", "4",
+                 "--workers", "2", "--seconds", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "test_training_api:TargetWalk, 4 copies" in out
+    rows = [line.split("│")[1:4] for line in out.splitlines() if line.count("│") == 4]
+    assert [r[0].strip() for r in rows] == ["0", "2"]
+    assert rows[0][2].strip() == "1.00x" and float(rows[1][2].strip()[:-1]) > 0
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("env,message", [
+    ("no_such_module_xyz:make", "--env no_such_module_xyz:make: cannot import no_such_module_xyz"),
+    ("test_training_api:NoSuchEnv", "--env test_training_api:NoSuchEnv: test_training_api has "
+                                    "no function 'NoSuchEnv'."),
+    ("simple_spread", "--env must be module:function"),
+])
+def test_bench_envs_refuses_an_env_it_cannot_find_with_one_sentence(env, message, capsys):
+    assert main(["bench", "envs", "--env", env]) == 2
+    assert message in capsys.readouterr().err

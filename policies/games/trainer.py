@@ -28,7 +28,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from policies.envs import EPISODE_METRICS, ParallelEnvBatch
+from policies.envs import EPISODE_METRICS, ParallelEnvBatch, SubprocessEnvBatch
 from policies.games import GAME_ALGORITHMS
 from policies.games.common import GameSpec, Transition, one_hot_space, state_indices
 from policies.games.policy import GamePolicy
@@ -124,8 +124,8 @@ class GameTrainer(Trainer):
 
     def raw_env(self) -> Any:
         """The first environment as its author wrote it (for basis functions and models)."""
-        if isinstance(self.env, ParallelEnvBatch):
-            env = self.env.envs[0]
+        if isinstance(self.env, ParallelEnvBatch | SubprocessEnvBatch):
+            env = self.env.first_env
             return env.unwrapped if isinstance(env, OneHotObservations) else env
         return self.env.venv
 

@@ -74,7 +74,7 @@ def episode_limit(env: Any, configured: int) -> tuple[int, bool]:
         return configured, False
     if isinstance(env, SimVecEnv):
         return int(env.cfg.max_steps), False
-    declared = declared_length(env.envs[0])
+    declared = declared_length(env.first_env)
     if declared is not None:
         return declared, False
     return FIRST_EPISODE_LIMIT, True
