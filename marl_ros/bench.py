@@ -573,3 +573,78 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
                           f"{bare:,.0f} ({num_envs} envs)", f"{rate / bare:.2f}")
     console.print(table)
     return results
+
+
+def load_env_fn(spec: str) -> Callable[[], object]:
+    """`module:function` -> the function (a user's ParallelEnv constructor), one clear
+    sentence when the module is not installed or has no such name."""
+    import importlib
+
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"--env must be module:function, e.g. mpe2.simple_spread_v3:parallel_env "
+                         f"(got {spec!r}).")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        hint = " (pip install mpe2)" if module_name.startswith("mpe2") else ""
+        raise ValueError(f"--env {spec}: cannot import {module_name} ({err}){hint}.") from None
+    if not callable(getattr(module, name, None)):
+        raise ValueError(f"--env {spec}: {module_name} has no function {name!r}.")
+    return getattr(module, name)
+
+
+def batched_env_rate(env_fn: Callable[[], object], num_envs: int, workers: int,
+                     seconds: float, seed: int = 0) -> float:
+    """Env steps/s of a user's ParallelEnv as the trainer steps it (`policies.envs`): E
+    copies in this process (workers 0) or over `workers` processes, random actions."""
+    from policies.envs import ParallelEnvBatch, SubprocessEnvBatch
+
+    batch = (SubprocessEnvBatch(env_fn, num_envs, workers) if workers
+             else ParallelEnvBatch(env_fn, num_envs))
+    try:
+        batch.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        spaces_ = batch.spec.action_spaces
+        width = max(1 if s.shape == () else int(np.prod(s.shape)) for s in spaces_)
+
+        def step() -> int:
+            actions = np.zeros((num_envs, len(spaces_), width), np.float32)
+            for j, space in enumerate(spaces_):
+                if space.shape == ():  # Discrete: the index in column 0
+                    actions[:, j, 0] = rng.integers(0, space.n, num_envs)
+                else:
+                    w = int(np.prod(space.shape))
+                    actions[:, j, :w] = rng.uniform(space.low.ravel(), space.high.ravel(),
+                                                    (num_envs, w))
+            batch.step(actions)
+            return num_envs
+
+        return _rate(step, seconds)
+    finally:
+        batch.close()
+
+
+def bench_envs(env: str = "mpe2.simple_spread_v3:parallel_env", num_envs: int = 16,
+               workers: tuple[int, ...] = (1, 2, 4), seconds: float = 5.0,
+               console: Console | None = None) -> dict[int, float]:
+    """`marl-ros bench envs`: a user's ParallelEnv stepped as the trainer steps it, in this
+    process and over each worker count (`trainer.env_workers`), ratios against the
+    in-process rate measured in the same run."""
+    import os
+
+    console = console or Console(width=150)
+    env_fn = load_env_fn(env)
+    rates = {0: batched_env_rate(env_fn, num_envs, 0, seconds)}
+    for w in workers:
+        rates[w] = batched_env_rate(env_fn, num_envs, w, seconds)
+    console.print(f"marl-ros bench envs: {env}, {num_envs} copies, random actions, "
+                  f"{os.cpu_count()} CPUs", highlight=False)
+    table = Table(caption="env steps/s of policies.envs batches: every copy stepped once per "
+                          "batch step; 0 workers = one after the other in this process")
+    for col in ("env_workers", "env steps/s", "vs in-process"):
+        table.add_column(col, justify="right")
+    for w, rate in rates.items():
+        table.add_row(str(w), f"{rate:,.0f}", f"{rate / rates[0]:.2f}x")
+    console.print(table)
+    return rates

@@ -63,6 +63,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           out_dir=args.out, throughput_seconds=args.throughput)
     elif args.what == "infer":
         bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
+    elif args.what == "envs":
+        bench.bench_envs(env=args.env, num_envs=args.num_envs, workers=tuple(args.workers),
+                         seconds=args.seconds or 5.0)
     elif args.what == "ros":
         bench.bench_ros(seconds=args.seconds or 10.0, rate=args.rate, bundle=args.bundle,
                         drones=tuple(args.drones))
@@ -416,8 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "--drones (default 4, 8, 16), one process per agent "
                                        "(where the machine holds them) vs one process for "
                                        "all: deadline misses, odom-to-cmd_vel latency, CPU, "
-                                       "the sim_node's real-time factor.")
-    bench.add_argument("what", choices=["sim", "train", "infer", "ros"],
+                                       "the sim_node's real-time factor. "
+                                       "'envs': a user's PettingZoo ParallelEnv (--env) stepped "
+                                       "as the trainer steps it, in one process and over "
+                                       "--workers processes (trainer.env_workers).")
+    bench.add_argument("what", choices=["sim", "train", "infer", "ros", "envs"],
                        help="what to benchmark")
     bench.add_argument("--minutes", type=float, default=30.0,
                        help="train: training budget per algorithm")
@@ -434,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "algorithm after warm-up (env steps/s, gradient updates/s, time in "
                             "updates, bare env steps/s); no evaluation, nothing written")
     bench.add_argument("--seconds", type=float, default=None,
-                       help="sim: measuring time per figure (default 3); ros: per row (default 10)")
+                       help="sim: measuring time per figure (default 3); ros: per row (default 10); "
+                            "envs: per row (default 5)")
     bench.add_argument("--repeats", type=int, default=2000, help="infer: calls per latency figure")
     bench.add_argument("--rate", type=float, default=30.0, help="ros: agent control rate in Hz")
     bench.add_argument("--drones", type=int, nargs="+", default=[4, 8, 16], metavar="N",
@@ -442,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--bundle", default=None,
                        help="infer: bundle holding policy.pt (default the shipped coverage_4); "
                             "ros: bundle flown (default random weights, shared parameters)")
+    bench.add_argument("--env", default="mpe2.simple_spread_v3:parallel_env",
+                       metavar="MODULE:FUNCTION",
+                       help="envs: the ParallelEnv constructor (default MPE's simple_spread, "
+                            "pip install mpe2)")
+    bench.add_argument("--num-envs", type=int, default=16, help="envs: copies (default 16)")
+    bench.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], metavar="W",
+                       help="envs: worker counts, one row each (default 1 2 4)")
     bench.set_defaults(func=cmd_bench)
     train = sub.add_parser("train", help="train a CTDE algorithm (on-policy, value "
                                          "decomposition, COMA, off-policy, mean-field or "
