@@ -296,7 +296,12 @@ class SubprocessEnvBatch:
         self.rng = np.random.default_rng()
         bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
         self.rows = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        payload = cloudpickle.dumps(env_fn)
+        try:
+            payload = cloudpickle.dumps(env_fn)
+        except Exception as err:
+            raise ValueError(f"env_fn cannot be sent to the env workers ({type(err).__name__}: "
+                             f"{err}); pass a function that builds the env inside it (a lambda "
+                             "works), or set trainer.env_workers=0.") from None
         context = multiprocessing.get_context()
         self.conns, self.procs = [], []
         try:

@@ -400,6 +400,21 @@ def test_env_workers_are_refused_where_they_cannot_apply(env_fn, workers, messag
         policies.train("mappo", env_fn, 64, config=cfg)
 
 
+def test_an_env_fn_that_cannot_reach_the_workers_is_refused_with_the_fix():
+    import threading
+
+    lock = threading.Lock()  # held by the function: no pickle sends it
+
+    def env_fn():
+        with lock:
+            return TargetWalk()
+
+    with pytest.raises(ValueError, match=r"env_fn cannot be sent to the env workers \(TypeError: "
+                                         r".*\); pass a function that builds the env inside it"):
+        SubprocessEnvBatch(env_fn, 4, 2)
+    assert not multiprocessing.active_children()
+
+
 WORKERS_OF_A_KILLED_TRAINER = """
 import sys
 sys.path.insert(0, sys.argv[1])
