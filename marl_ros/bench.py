@@ -606,10 +606,9 @@ def batched_env_rate(env_fn: Callable[[], object], num_envs: int, workers: int,
         batch.reset(seed=seed)
         rng = np.random.default_rng(seed)
         spaces_ = batch.spec.action_spaces
-        width = max(1 if s.shape == () else int(np.prod(s.shape)) for s in spaces_)
 
         def step() -> int:
-            actions = np.zeros((num_envs, len(spaces_), width), np.float32)
+            actions = np.zeros((num_envs, len(spaces_), batch.spec.action_size), np.float32)
             for j, space in enumerate(spaces_):
                 if space.shape == ():  # Discrete: the index in column 0
                     actions[:, j, 0] = rng.integers(0, space.n, num_envs)

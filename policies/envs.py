@@ -288,6 +288,12 @@ class SubprocessEnvBatch:
         if not 1 <= workers <= num_envs:
             raise ValueError(f"trainer.env_workers must be between 1 and trainer.num_envs="
                              f"{num_envs} (got {workers}); 0 steps the envs in this process.")
+        try:  # before building anything: a refused env_fn leaves nothing to close
+            payload = cloudpickle.dumps(env_fn)
+        except Exception as err:
+            raise ValueError(f"env_fn cannot be sent to the env workers ({type(err).__name__}: "
+                             f"{err}); pass a function that builds the env inside it (a lambda "
+                             "works), or set trainer.env_workers=0.") from None
         probe = ParallelEnvBatch(env_fn, 1)
         self.first_env = probe.envs[0]
         self.agents, self.obs_size = probe.agents, probe.obs_size
@@ -296,12 +302,6 @@ class SubprocessEnvBatch:
         self.rng = np.random.default_rng()
         bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
         self.rows = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        try:
-            payload = cloudpickle.dumps(env_fn)
-        except Exception as err:
-            raise ValueError(f"env_fn cannot be sent to the env workers ({type(err).__name__}: "
-                             f"{err}); pass a function that builds the env inside it (a lambda "
-                             "works), or set trainer.env_workers=0.") from None
         context = multiprocessing.get_context()
         self.conns, self.procs = [], []
         try:
@@ -335,8 +335,7 @@ class SubprocessEnvBatch:
             self.conns[k].send(message)
         return {k: self._receive(k) for k in messages}
 
-    def draw_seeds(self, count: int) -> list[int]:
-        return [int(self.rng.integers(2**31)) for _ in range(count)]
+    draw_seeds = ParallelEnvBatch.draw_seeds  # the same draws from this process's rng
 
     def _reset_rows(self, rows: np.ndarray, seeds: list[int], obs: np.ndarray) -> None:
         """Reset `rows` (global indices, ascending) with `seeds`, each by its worker, into obs."""
