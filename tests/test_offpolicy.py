@@ -400,6 +400,32 @@ def test_maddpg_critics_learn_each_agents_own_reward():
         assert torch.allclose(targets[i], batch["rewards"][:, i])
 
 
+def test_critics_on_observations_read_every_agents_observation_and_store_no_state():
+    """critic_input=observations: the critics read the agents' normalised observations in agent
+    order (not env.state()), the replay keeps no states, and the critics learn from them."""
+    small = {"width": 8, "height": 8, "cell_size": 0.25, "footprint": 3, "patch_size": 5,
+             "summary_size": 2, "max_steps": 30}
+    cfg = {"trainer": {**QUIET, "num_envs": 2, "rollout_steps": 8},
+           "algo": {**SMALL_ALGO, "learning_starts": 0, "batch_size": 16,
+                    "critic_input": "observations", "share_params": True},
+           "env": small}
+    trainer = OffPolicyTrainer(resolve_config("hatd3", "coverage", cfg), "coverage")
+    spec = trainer.env.spec
+    n, d = spec.num_agents, spec.obs_size
+    assert spec.state_size > 0  # the scenario has a state; the critics do not read it
+    first = trainer.algo.critics[0].body[0]
+    assert first.in_features == n * d + trainer.algo.joint_width
+    assert trainer.buffer.data["state"].shape[1] == 0
+    trainer.start_segment()
+    trainer.collect()
+    batch = trainer.sample(16)
+    torch.testing.assert_close(batch["state"], batch["obs"].reshape(16, n * d))
+    torch.testing.assert_close(batch["next_state"], batch["next_obs"].reshape(16, n * d))
+    before = copy.deepcopy(trainer.algo.critics.state_dict())
+    trainer.update_step()
+    assert any(not torch.equal(before[k], v) for k, v in trainer.algo.critics.state_dict().items())
+
+
 def test_policy_saves_loads_and_acts_identically(tmp_path):
     policy = policies.train("hatd3", game(), 256, out_dir=tmp_path,
                             config={"trainer": {**QUIET, "num_envs": 4, "rollout_steps": 8},
@@ -419,6 +445,7 @@ def test_policy_saves_loads_and_acts_identically(tmp_path):
     (["algo.batch_size=2000", "algo.buffer_size=1000"], "batch_size <= buffer_size"),
     (["algo.ensemble_size=0"], "ensemble_size must be >= 1"),
     (["algo.policy_dela=2"], "unknown"),
+    (["algo.critic_input=obs"], "critic_input must be state or observations"),
 ])
 def test_bad_config_is_one_clear_sentence(override, message):
     algo = "hatd3" if "policy_dela" in override[0] else "maddpg"

@@ -56,6 +56,10 @@ class MeanFieldConfig(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.critic_input != "state":
+            raise ValueError("critic_input is the centralised critics' option (maddpg, haddpg, "
+                             "hatd3); the mean-field family's Q reads each agent's observation "
+                             "already: remove algo.critic_input.")
         if not self.share_params:
             raise ValueError("the mean-field family shares one network across the swarm; set "
                              "share_params=true (separate networks would not see the swarm as one "

@@ -66,6 +66,11 @@ class OffPolicyConfig(AlgorithmConfig):
     # critic's gradient no longer moves it. 0 = none (HARL's defaults).
     action_regularization: float = 0.0
     max_grad_norm: float = 10.0
+    # What the critics read beside the joint action: "state" (env.state(), or all
+    # observations where the env has none) or "observations" (every agent's normalised
+    # observation, concatenated in agent order: each drone's egocentric belief patch and
+    # neighbours instead of the global map; the replay then stores no states).
+    critic_input: str = "state"
     # networks
     share_params: bool = False  # one actor for every agent (homogeneous agents)
     agent_id: bool = True  # a shared actor is told which agent it is (one-hot)
@@ -93,6 +98,9 @@ class OffPolicyConfig(AlgorithmConfig):
                              f"{self.action_regularization}).")
         if self.activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be relu or tanh (got {self.activation!r}).")
+        if self.critic_input not in ("state", "observations"):
+            raise ValueError(f"critic_input must be state or observations (got "
+                             f"{self.critic_input!r}).")
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
@@ -224,9 +232,16 @@ class OffPolicyAlgorithm:
         """The deployed actors (ensemble member 0)."""
         return self.subpolicies[0]
 
+    @property
+    def critic_state_size(self) -> int:
+        """Width of what a critic reads beside the joint action (`critic_input`)."""
+        if self.cfg.critic_input == "observations":
+            return self.spec.num_agents * self.spec.obs_size
+        return self.spec.state_size
+
     def make_critics(self) -> nn.ModuleList:
         return nn.ModuleList([
-            Critic(self.spec.state_size + self.joint_width, self.cfg.critic_hidden_sizes,
+            Critic(self.critic_state_size + self.joint_width, self.cfg.critic_hidden_sizes,
                    self.cfg.activation) for _ in range(self.num_critics)])
 
     # -- actions -------------------------------------------------------------------------------

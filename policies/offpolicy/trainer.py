@@ -38,7 +38,11 @@ class OffPolicyTrainer(Trainer):
         spec = self.env.spec
         n, d = spec.num_agents, spec.obs_size
         self.obs_norm = self.per_agent_obs_normalizer()
-        self.buffer = TransitionBuffer(self.algo.cfg.buffer_size, n, d, spec.state_size,
+        # critic_input "observations": the critics read the observations, no state is kept
+        self.obs_critic = self.algo.cfg.critic_input == "observations"
+        self.stores_state = type(self).stores_state and not self.obs_critic
+        self.buffer = TransitionBuffer(self.algo.cfg.buffer_size, n, d,
+                                       spec.state_size if self.stores_state else 0,
                                        self.algo.action_width)
         self.update_credit = 0.0  # gradient steps owed by the utd_ratio (fractional part)
 
@@ -122,8 +126,12 @@ class OffPolicyTrainer(Trainer):
         batch = {k: v[index] for k, v in data.items()}
         for k in ("obs", "next_obs"):
             batch[k] = self.obs_norm(batch[k])
-        for k in ("state", "next_state"):
-            batch[k] = self.state_norm(batch[k])
+        if self.stores_state:
+            for k in ("state", "next_state"):
+                batch[k] = self.state_norm(batch[k])
+        elif self.obs_critic:  # the critics' input: every agent's observation, in agent order
+            batch["state"] = batch["obs"].reshape(len(index), -1)
+            batch["next_state"] = batch["next_obs"].reshape(len(index), -1)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
 
     def update_step(self) -> dict[str, float]:
