@@ -273,6 +273,7 @@ def test_mf_q_acts_with_boltzmann_over_its_q_values():
     (["env.mean_action=false"], "env.mean_action=true"),
     (["env.action_mode=continuous"], "Discrete actions"),
     (["algo.critic_input=observations"], "remove algo.critic_input"),
+    (["algo.n_step=3"], "remove algo.n_step"),
 ])
 def test_bad_mean_field_configs_are_refused_with_one_sentence(override, words):
     with pytest.raises(ValueError, match=words):

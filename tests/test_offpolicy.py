@@ -177,7 +177,8 @@ def test_replay_buffer_wraps_and_samples_only_filled_rows():
         v = np.array(values, np.float32)
         return dict(obs=v[:, None, None], state=v[:, None], actions=v[:, None, None],
                     rewards=v[:, None], next_obs=v[:, None, None], next_state=v[:, None],
-                    terminated=np.zeros(e), subpolicy=np.zeros((e, 1), np.int64))
+                    terminated=np.zeros(e), subpolicy=np.zeros((e, 1), np.int64),
+                    discount=np.full(e, 0.99))
 
     buf.add(**rows([1, 2, 3]))
     assert buf.size == 3
@@ -310,13 +311,15 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, monkeypatc
     cfg = {"trainer": {**QUIET, "num_envs": 4, "rollout_steps": 8, "checkpoint_every": 2},
            "algo": {**SMALL_ALGO, "batch_size": 32, "learning_starts": 32}}
     per_iteration = 4 * 8
-    for algo in ("hatd3", "maddpg"):
-        extra = {"algo": {**cfg["algo"], "ensemble_size": 2, "approximate_policies": True}
-                 } if algo == "maddpg" else {}
-        run_cfg = {**cfg, **extra}
+    runs = {"hatd3": ("hatd3", {}),
+            "maddpg": ("maddpg", {"ensemble_size": 2, "approximate_policies": True}),
+            # 3-step returns: the checkpoint carries the window's last two steps
+            "hatd3_n3": ("hatd3", {"n_step": 3})}
+    for name, (algo, extra) in runs.items():
+        run_cfg = {**cfg, "algo": {**cfg["algo"], **extra}}
         straight = policies.train(algo, game(), 6 * per_iteration, seed=3, config=run_cfg,
-                                  out_dir=tmp_path / f"{algo}_straight")
-        killed = tmp_path / f"{algo}_killed"
+                                  out_dir=tmp_path / f"{name}_straight")
+        killed = tmp_path / f"{name}_killed"
         calls = {"n": 0}
         original = OffPolicyTrainer.collect
 
@@ -331,15 +334,67 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, monkeypatc
             policies.train(algo, game(), 6 * per_iteration, seed=3, config=run_cfg, out_dir=killed)
         monkeypatch.setattr(OffPolicyTrainer, "collect", original)
         saved = torch.load(killed / "checkpoint.pt", weights_only=False)
-        assert saved["global_step"] == 2 * per_iteration and saved["buffer"]["size"] == 64
+        window = extra.get("n_step", 1) - 1
+        assert saved["global_step"] == 2 * per_iteration
+        assert saved["buffer"]["size"] == 64 - 4 * window and len(saved["pending"]) == window
         assert saved["algo"]["gradient_steps"] > 0  # learning had started before the kill
         resumed = policies.train(algo, game(), 6 * per_iteration, out_dir=killed, resume=True)
         a, b = straight.actors.state_dict(), resumed.actors.state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a), algo
+        assert all(torch.equal(a[k], b[k]) for k in a), name
         final = [torch.load(d / "checkpoint.pt", weights_only=False)["algo"]
-                 for d in (tmp_path / f"{algo}_straight", killed)]
+                 for d in (tmp_path / f"{name}_straight", killed)]
         for part in ("critics", "target_critics", "target_subpolicies"):
             assert all(torch.equal(final[0][part][k], final[1][part][k]) for k in final[0][part])
+
+
+def test_n_step_transitions_sum_discounted_rewards_up_to_the_episode_end():
+    """n_step=3: a transition sums its env's next three rewards (gamma^k r_k), stops after the
+    step that ended its episode, bootstraps from the last of them with gamma^m, and the steps
+    still in the window when the envs restart become shorter transitions."""
+    trainer = make_trainer("hatd3", n_step=3, gamma=0.5)
+    e, n = 2, 2
+    ended = {1: [False, True]}  # env 1's episode ends at step 1 (terminated), env 0's runs on
+
+    def step(t):
+        done = np.array(ended.get(t, [False, False]))
+        return {"obs": np.full((e, n, 1), t, np.float32), "state": np.zeros((e, 2), np.float32),
+                "actions": np.zeros((e, n, 1), np.float32),
+                "rewards": np.array([[t + 1.0] * n, [10.0 * (t + 1)] * n], np.float32),
+                "next_obs": np.full((e, n, 1), t + 1, np.float32),
+                "next_state": np.zeros((e, 2), np.float32),
+                "terminated": done.astype(np.float32), "subpolicy": np.zeros((e, n), np.int64),
+                "done": done}
+
+    for t in range(4):
+        trainer.store(step(t))
+    data, size = trainer.buffer.data, trainer.buffer.size
+    assert size == 2 * e and len(trainer.pending) == 2  # transitions from steps 0 and 1
+    rows = {(int(data["obs"][i, 0, 0]), i % e): i for i in range(size)}
+    expect = {  # (start step, env): (reward, discount, next obs, terminated)
+        (0, 0): (1 + 0.5 * 2 + 0.25 * 3, 0.125, 3, 0.0),
+        (0, 1): (10 + 0.5 * 20, 0.25, 2, 1.0),  # stops at the episode's end
+        (1, 0): (2 + 0.5 * 3 + 0.25 * 4, 0.125, 4, 0.0),
+        (1, 1): (20, 0.5, 2, 1.0),
+    }
+    for key, (reward, discount, next_obs, terminated) in expect.items():
+        i = rows[key]
+        assert data["rewards"][i, 0] == pytest.approx(reward), key
+        assert data["discount"][i] == pytest.approx(discount), key
+        assert data["next_obs"][i, 0, 0] == next_obs and data["terminated"][i] == terminated, key
+    trainer.flush_pending()  # the envs restart: steps 2 and 3 with what they have
+    assert trainer.buffer.size == 4 * e and trainer.pending == []
+    last = trainer.buffer.size - e  # step 3, env 0: one reward, bootstrapped after it
+    assert data["rewards"][last, 0] == pytest.approx(4) and data["discount"][last] == 0.5
+    assert data["rewards"][last - e, 0] == pytest.approx(3 + 0.5 * 4)
+    assert data["discount"][last - e] == 0.25
+    batch = trainer.sample(8)
+    torch.testing.assert_close(trainer.algo.discount(batch), batch["discount"])
+
+
+def test_one_step_targets_use_gamma_as_before():
+    trainer = filled_trainer("hatd3", gamma=0.9)
+    assert trainer.algo.discount(trainer.sample(4)) == 0.9
+    assert np.all(trainer.buffer.data["discount"][: trainer.buffer.size] == np.float32(0.9))
 
 
 def test_maddpg_critic_target_uses_the_approximators_not_the_other_actors():
@@ -446,6 +501,7 @@ def test_policy_saves_loads_and_acts_identically(tmp_path):
     (["algo.ensemble_size=0"], "ensemble_size must be >= 1"),
     (["algo.policy_dela=2"], "unknown"),
     (["algo.critic_input=obs"], "critic_input must be state or observations"),
+    (["algo.n_step=0"], "n_step must be >= 1"),
 ])
 def test_bad_config_is_one_clear_sentence(override, message):
     algo = "hatd3" if "policy_dela" in override[0] else "maddpg"

@@ -56,6 +56,8 @@ class MeanFieldConfig(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.n_step != 1:
+            raise ValueError("the mean-field family learns one-step targets; remove algo.n_step.")
         if self.critic_input != "state":
             raise ValueError("critic_input is the centralised critics' option (maddpg, haddpg, "
                              "hatd3); the mean-field family's Q reads each agent's observation "

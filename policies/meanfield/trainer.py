@@ -32,6 +32,7 @@ class MeanFieldTrainer(OffPolicyTrainer):
         rows = max(acfg.buffer_size // n, 1)
         self.buffer = TransitionBuffer(rows, n, spec.obs_size, 0, self.algo.action_width)
         self.update_credit = 0.0
+        self.pending = []  # no n-step window (the family learns one-step targets)
 
     def update_step(self) -> dict[str, float]:
         self.algo.env_steps = self.global_step  # the schedules the updates follow (beta)

@@ -44,6 +44,10 @@ class OffPolicyConfig(AlgorithmConfig):
     except the replay capacity, see `buffer_size`)."""
 
     gamma: float = 0.99
+    # n-step returns: a stored transition sums the next n rewards of its env (discounted,
+    # stopping where the episode ends) and bootstraps from the observation n steps later,
+    # with gamma^m for the m steps it summed. 1 = one-step TD (HARL's default).
+    n_step: int = 1
     lr_actor: float = 5e-4
     lr_critic: float = 1e-3
     tau: float = 0.005  # Polyak averaging of every target network, each target update
@@ -82,6 +86,8 @@ class OffPolicyConfig(AlgorithmConfig):
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError(f"gamma must be in [0, 1] and tau in (0, 1] (got {self.gamma}, "
                              f"{self.tau}).")
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1 (got {self.n_step}).")
         if self.batch_size < 1 or self.buffer_size < self.batch_size:
             raise ValueError(f"need 1 <= batch_size <= buffer_size (got {self.batch_size}, "
                              f"{self.buffer_size}).")
@@ -133,7 +139,7 @@ class TransitionBuffer:
     """
 
     FIELDS = ("obs", "state", "actions", "rewards", "next_obs", "next_state", "terminated",
-              "subpolicy")
+              "subpolicy", "discount")
 
     def __init__(self, capacity: int, num_agents: int, obs_size: int, state_size: int,
                  action_width: int):
@@ -148,6 +154,8 @@ class TransitionBuffer:
             "next_state": np.zeros((c, state_size), np.float32),
             "terminated": np.zeros(c, np.float32),  # 1: no bootstrap (a time limit is not one)
             "subpolicy": np.zeros((c, n), np.int64),
+            # gamma^m for the m rewards an n-step transition sums (gamma for one-step ones)
+            "discount": np.zeros(c, np.float32),
         }
         self.pos = 0
         self.size = 0
@@ -179,6 +187,8 @@ class TransitionBuffer:
                              f"buffer_size={self.capacity}; resume with the run's own config.")
         for k, v in state["data"].items():
             self.data[k][:size] = v
+        if "discount" not in state["data"]:  # a checkpoint from before n-step returns
+            self.data["discount"][:size] = np.nan  # never read: one-step targets use gamma
         self.pos, self.size = int(state["pos"]), size
 
 
@@ -308,6 +318,11 @@ class OffPolicyAlgorithm:
 
     def q_value(self, critic: nn.Module, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         return critic(torch.cat([state, joint], -1))
+
+    def discount(self, batch: dict[str, torch.Tensor]) -> float | torch.Tensor:
+        """What multiplies the bootstrapped value in a TD target: gamma, or per row gamma^m
+        for n-step transitions that summed m rewards."""
+        return self.cfg.gamma if self.cfg.n_step == 1 else batch["discount"]
 
     def noise_std(self, env_steps: int) -> float:
         """The Gaussian exploration std at `env_steps` (linear annealing)."""

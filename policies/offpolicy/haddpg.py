@@ -37,7 +37,7 @@ class HADDPG(OffPolicyAlgorithm):
                         for i in range(self.spec.num_agents)]
         q_next = self.q_value(self.target_critics[0], batch["next_state"], self.joint(next_actions))
         team_reward = batch["rewards"].mean(-1)
-        return team_reward + self.cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        return team_reward + self.discount(batch) * (1.0 - batch["terminated"]) * q_next
 
     def update(self, sample) -> dict[str, float]:
         batch = sample(self.cfg.batch_size)

@@ -58,7 +58,7 @@ class HATD3(OffPolicyAlgorithm):
         q_next = torch.min(*[self.q_value(c, batch["next_state"], joint)
                              for c in self.target_critics])
         team_reward = batch["rewards"].mean(-1)
-        return team_reward + self.cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        return team_reward + self.discount(batch) * (1.0 - batch["terminated"]) * q_next
 
     def update(self, sample) -> dict[str, float]:
         batch = sample(self.cfg.batch_size)

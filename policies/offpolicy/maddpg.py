@@ -119,7 +119,7 @@ class MADDPG(OffPolicyAlgorithm):
             else:
                 actions.append(self.member_actions(j, next_obs[:, j], members[:, j], target=True))
         q_next = self.q_value(self.target_critics[i], batch["next_state"], self.joint(actions))
-        return batch["rewards"][:, i] + self.cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        return batch["rewards"][:, i] + self.discount(batch) * (1.0 - batch["terminated"]) * q_next
 
     def update_approximators(self, batch: dict[str, torch.Tensor]) -> float:
         """Maximum likelihood of the other agents' replayed actions, plus an entropy bonus."""

@@ -3,12 +3,13 @@
 One iteration steps all `trainer.num_envs` environments `trainer.rollout_steps` times with
 the exploring actors (uniform random actions for the first `algo.learning_starts` env
 steps), adds every joint transition to the `TransitionBuffer` (episodes run on across
-iterations, auto-reset; a time limit bootstraps from the final observation and state),
+iterations, auto-reset; a time limit bootstraps from the final observation and state;
+with `algo.n_step` > 1 each goes through a window of its env's last n steps, see `store`),
 then takes `utd_ratio` gradient steps per env step collected (a fractional remainder
 carries over to the next iteration), each on a fresh uniform batch, once the buffer holds
 `batch_size` transitions and the random phase is over. `checkpoint_every` counts
-iterations; the checkpoint adds the replay buffer and the carried remainder to the shared
-fields, and the environments restart after each checkpoint (see `policies.trainer`), so a
+iterations; the checkpoint adds the replay buffer, the carried remainder and the n-step
+window to the shared fields, and the environments restart after each checkpoint (see `policies.trainer`), so a
 resumed run continues exactly like the uninterrupted one.
 """
 
@@ -45,6 +46,7 @@ class OffPolicyTrainer(Trainer):
                                        spec.state_size if self.stores_state else 0,
                                        self.algo.action_width)
         self.update_credit = 0.0  # gradient steps owed by the utd_ratio (fractional part)
+        self.pending: list[dict[str, np.ndarray]] = []  # n-step window: the last steps, oldest first
 
     def plan(self, total_steps: int) -> int:
         """Whole iterations of num_envs x rollout_steps env steps."""
@@ -52,6 +54,7 @@ class OffPolicyTrainer(Trainer):
         return max(1, math.ceil(total_steps / per_iteration)) * per_iteration
 
     def start_segment(self) -> None:
+        self.flush_pending()
         e = self.env.num_envs
         self.obs = self.env.reset(seed=segment_seed(self.seed, self.update))
         self.state = self.env_state()
@@ -76,10 +79,10 @@ class OffPolicyTrainer(Trainer):
             agent_rewards = infos.get("agent_rewards")
             if agent_rewards is None:
                 agent_rewards = np.repeat(reward[:, None], env.spec.num_agents, 1)
-            self.buffer.add(obs=self.obs, state=self.state, actions=actions,
+            self.store(dict(obs=self.obs, state=self.state, actions=actions,
                             rewards=agent_rewards, next_obs=stored_obs, next_state=stored_state,
                             terminated=(terminated & done).astype(np.float32),
-                            subpolicy=self.members)
+                            subpolicy=self.members, done=done))
             raw_obs.append(self.obs)
             raw_states.append(self.state)
             self.global_step += env.num_envs
@@ -101,6 +104,45 @@ class OffPolicyTrainer(Trainer):
         if not finished:
             return {}
         return {k: float(np.mean([ep[k] for ep in finished if k in ep])) for k in finished[0]}
+
+    def store(self, step: dict[str, np.ndarray]) -> None:
+        """One joint step of every env into the replay: as it is (n_step 1), or through the
+        window of each env's last n steps, whose oldest becomes an n-step transition."""
+        if self.algo.cfg.n_step == 1:
+            one_step = {k: v for k, v in step.items() if k != "done"}
+            self.buffer.add(**one_step, discount=np.full(len(step["obs"]), self.algo.cfg.gamma,
+                                                         np.float32))
+            return
+        self.pending.append(step)
+        if len(self.pending) == self.algo.cfg.n_step:
+            self.buffer.add(**self.n_step_transition(self.pending))
+            self.pending.pop(0)
+
+    def flush_pending(self) -> None:
+        """The environments restart: every step still in the window becomes a transition of
+        the rewards it has, bootstrapped from its last observation."""
+        while self.pending:
+            self.buffer.add(**self.n_step_transition(self.pending))
+            self.pending.pop(0)
+
+    def n_step_transition(self, window: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """window[0]'s transition with the discounted sum of the rewards of up to
+        len(window) steps of its env, stopping after the step that ended the episode."""
+        gamma, first = self.algo.cfg.gamma, window[0]
+        out = {k: first[k] for k in ("obs", "state", "actions", "subpolicy")}
+        out.update({k: first[k].copy() for k in ("next_obs", "next_state", "terminated")})
+        rewards = np.zeros(first["rewards"].shape)
+        alive = np.ones(len(first["obs"]), bool)  # envs whose episode has not ended yet
+        steps = np.zeros(len(alive))
+        for k, step in enumerate(window):
+            rewards[alive] += gamma**k * step["rewards"][alive]
+            steps += alive
+            for key in ("next_obs", "next_state", "terminated"):
+                out[key][alive] = step[key][alive]
+            alive &= ~step["done"]
+        out["rewards"] = rewards.astype(np.float32)
+        out["discount"] = (gamma**steps).astype(np.float32)
+        return out
 
     def env_state(self) -> np.ndarray:
         """The global state of every env (E, S), or (E, 0) where the family keeps none."""
@@ -159,8 +201,10 @@ class OffPolicyTrainer(Trainer):
                              self.algo.id_size, network, self.policy_metadata())
 
     def checkpoint_fields(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict(), "update_credit": self.update_credit}
+        return {"buffer": self.buffer.state_dict(), "update_credit": self.update_credit,
+                "pending": self.pending}
 
     def load_checkpoint_fields(self, data: dict[str, Any]) -> None:
         self.buffer.load_state_dict(data["buffer"])
         self.update_credit = float(data["update_credit"])
+        self.pending = list(data.get("pending", []))  # flushed when the envs restart
