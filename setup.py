@@ -41,6 +41,8 @@ setup(
         "train": ["torch==2.13.0", "tensorboard>=2.14", "onnx>=1.16", "onnxscript>=0.1", "imageio>=2.30",
                   "nashpy>=0.0.41"],
         "test": ["pytest>=7", "ruff>=0.5"],
+        # the peer `marl-ros bench sim` compares against when installed (never a test dependency)
+        "peers": ["vmas>=1.5"],
     },
     zip_safe=False,  # URDF and model YAML are read as plain files
     maintainer="marl_ros developers",

@@ -61,11 +61,11 @@ def pybullet_physics_rate(num_drones: int, seconds: float, seed: int = 0) -> tup
 
 
 def fast_env_rate(num_envs: int, seconds: float, num_drones: int = 4, seed: int = 0,
-                  env: dict | None = None) -> float:
+                  env: dict | None = None, scenario: str = "coverage") -> float:
     """Fast-backend env steps/s (one env step = one policy step of one environment); `env`:
-    further coverage parameters (a training config's env section)."""
+    further scenario parameters (a training config's env section)."""
     env = {"num_drones": num_drones, **(env or {})}
-    venv = sim.make_vec_env("coverage", num_envs, backend="fast", seed=seed, **env)
+    venv = sim.make_vec_env(scenario, num_envs, backend="fast", seed=seed, **env)
     venv.reset(seed=seed)
     rng = np.random.default_rng(seed)
     n = venv.cfg.num_drones
@@ -103,7 +103,78 @@ def fast_scaling(seconds: float, drones: tuple[int, ...] = (4, 16, 64, 256),
     return rows
 
 
-def bench_sim(seconds: float = 3.0, console: Console | None = None) -> dict[str, float]:
+# The VMAS tasks comparable to this project's scenarios, and what one env step computes in each.
+VMAS_PAIRS = (("navigation", "coverage"), ("simple_spread", "spread"))
+VMAS_AGENTS = 4
+PROJECT_STEP = {
+    "coverage": "3-D drones: velocity controller with tilt saturation, 6 substeps; each drone's "
+                "belief map updated from its and its neighbours' footprints, K nearest "
+                "neighbours, 9 x 9 belief patch and 5 x 5 summary; coverage reward, collisions, "
+                "geofence",
+    "spread": "3-D drones: the same controller, 6 substeps; K nearest neighbours and the "
+              "landmarks' relative positions; nearest-drone distances per landmark, collisions, "
+              "geofence",
+}
+PEER_STEP = "2-D point masses (force, drag, collisions between agents), torch on the CPU"
+
+
+def vmas_env_rate(scenario: str, num_envs: int, seconds: float, num_agents: int = VMAS_AGENTS,
+                  seed: int = 0) -> float:
+    """VMAS env steps/s of `scenario` (continuous actions, uniform random in each agent's
+    range, one torch thread), the same way `fast_env_rate` counts: one env step = one step
+    of one environment. Needs `pip install vmas` (never a test or runtime dependency)."""
+    import torch
+    import vmas
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        env = vmas.make_env(scenario, num_envs=num_envs, device="cpu", continuous_actions=True,
+                            seed=seed, n_agents=num_agents)
+        env.reset()
+        gen = torch.Generator().manual_seed(seed)
+        actions = [[(torch.rand(num_envs, env.get_agent_action_size(agent), generator=gen) * 2 - 1)
+                     * agent.u_range
+                    for agent in env.agents] for _ in range(16)]
+        counter = iter(range(1 << 62))
+
+        def step() -> int:
+            env.step(actions[next(counter) % len(actions)])
+            return num_envs
+
+        return _rate(step, seconds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def vmas_comparison(seconds: float = 3.0, num_envs: int = 512,
+                    repeats: int = 5) -> list[dict[str, float | str]]:
+    """Each VMAS task beside this project's comparable scenario (fast backend), 4 agents,
+    `num_envs` envs, interleaved `repeats` times (peer, project, peer, project, ...) so that
+    both see the same machine load; medians and the ratio project / peer."""
+    rows = []
+    for peer, ours in VMAS_PAIRS:
+        peer_rates, our_rates = [], []
+        for _ in range(repeats):
+            peer_rates.append(vmas_env_rate(peer, num_envs, seconds))
+            our_rates.append(fast_env_rate(num_envs, seconds, num_drones=VMAS_AGENTS,
+                                           scenario=ours))
+        peer_rate, our_rate = float(np.median(peer_rates)), float(np.median(our_rates))
+        rows.append({"peer": peer, "scenario": ours, "num_envs": num_envs,
+                     "peer_env_steps_per_s": peer_rate, "env_steps_per_s": our_rate,
+                     "ratio": our_rate / peer_rate, "peer_spread": np.ptp(peer_rates) / peer_rate,
+                     "spread": np.ptp(our_rates) / our_rate})
+    return rows
+
+
+def vmas_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vmas") is not None
+
+
+def bench_sim(seconds: float = 3.0, console: Console | None = None,
+              peers: bool = True) -> dict[str, float]:
     console = console or Console(width=120)
     results: dict[str, float] = {}
     table = Table(title="marl-ros bench sim")
@@ -143,6 +214,33 @@ def bench_sim(seconds: float = 3.0, console: Console | None = None) -> dict[str,
                         f"{1e6 / row['agent_steps_per_s']:.2f}",
                         f"{row['per_drone_cost_ratio']:.2f}")
     console.print(scaling)
+    if peers:
+        results.update(print_vmas_comparison(seconds, console))
+    return results
+
+
+def print_vmas_comparison(seconds: float, console: Console) -> dict[str, float]:
+    """`vmas_comparison` as a table, or one line saying how to install VMAS."""
+    results: dict[str, float] = {}
+    if not vmas_installed():
+        console.print("VMAS comparison skipped: VMAS is not installed (pip install "
+                      "'marl-ros[peers]', or pip install vmas, then run bench sim again).")
+        return results
+    versus = Table(title=f"fast backend vs VMAS, {VMAS_AGENTS} agents, 512 envs, env steps/s "
+                         "(medians of 5 interleaved repeats, same run)",
+                   caption="ratio: this project / VMAS; target >= 2. Spread: (max - min) / "
+                           f"median over the repeats. VMAS steps {PEER_STEP}; this project's "
+                           "steps: " + "; ".join(f"{k}: {v}" for k, v in PROJECT_STEP.items()))
+    for col in ("VMAS task", "VMAS", "(spread)", "this project", "scenario", "(spread) ",
+                "ratio"):
+        versus.add_column(col, justify="left" if col in ("VMAS task", "scenario") else "right")
+    for row in vmas_comparison(seconds):
+        results[f"vmas_{row['peer']}_env_steps_per_s"] = row["peer_env_steps_per_s"]
+        results[f"vs_vmas_{row['scenario']}_ratio"] = row["ratio"]
+        versus.add_row(row["peer"], f"{row['peer_env_steps_per_s']:,.0f}",
+                       f"{row['peer_spread']:.0%}", f"{row['env_steps_per_s']:,.0f}",
+                       row["scenario"], f"{row['spread']:.0%}", f"{row['ratio']:.2f}")
+    console.print(versus)
     return results
 
 

@@ -175,3 +175,80 @@ def test_bench_ros_runs_64_drones_in_one_process_and_reports_the_sim_real_time_f
     assert not any(key.startswith("n64_separate") for key in results)
     assert results["n64_one_process_deadlines"] >= 64 * 8
     assert 0.0 < results["n64_one_process_sim_real_time_factor"] <= 1.5
+
+
+class FakeVmas:
+    """Stands in for the `vmas` package (never a test dependency): records what the bench asks."""
+
+    def __init__(self):
+        self.made, self.steps = [], []
+
+    def make_env(self, scenario, num_envs, device, continuous_actions, seed, n_agents):
+        fake = self
+
+        class Agent:
+            u_range = 0.5
+
+        class Env:
+            agents = [Agent() for _ in range(n_agents)]
+
+            def get_agent_action_size(self, agent):
+                return 2
+
+            def reset(self):
+                return [None] * n_agents
+
+            def step(self, actions):
+                fake.steps.append([a.shape for a in actions])
+                assert all(float(a.abs().max()) <= Agent.u_range for a in actions)
+
+        self.made.append((scenario, num_envs, device, continuous_actions, n_agents))
+        return Env()
+
+
+def test_vmas_rate_steps_the_peer_like_the_fast_backend_is_counted(monkeypatch):
+    import sys
+
+    import torch
+
+    from marl_ros import bench
+
+    fake = FakeVmas()
+    monkeypatch.setitem(sys.modules, "vmas", fake)
+    threads = torch.get_num_threads()
+    rate = bench.vmas_env_rate("simple_spread", 8, 0.02)
+    assert fake.made == [("simple_spread", 8, "cpu", True, 4)]
+    assert fake.steps and all(shapes == [(8, 2)] * 4 for shapes in fake.steps)
+    assert rate == pytest.approx(8 * (len(fake.steps) - 1) / 0.02, rel=0.9)  # one warm-up step
+    assert torch.get_num_threads() == threads
+
+
+def test_vmas_comparison_interleaves_each_peer_with_its_scenario_and_prints_the_ratio(
+        monkeypatch, capsys):
+    from rich.console import Console
+
+    from marl_ros import bench
+
+    calls = []
+    monkeypatch.setattr(bench, "vmas_installed", lambda: True)
+    monkeypatch.setattr(bench, "vmas_env_rate", lambda task, envs, s: calls.append(
+        ("vmas", task, envs)) or {"navigation": 100.0, "simple_spread": 400.0}[task])
+    monkeypatch.setattr(bench, "fast_env_rate", lambda envs, s, num_drones, scenario: calls.append(
+        ("ours", scenario, envs, num_drones)) or {"coverage": 250.0, "spread": 300.0}[scenario])
+    results = bench.print_vmas_comparison(0.01, Console(width=200))
+    pair = [("vmas", "navigation", 512), ("ours", "coverage", 512, 4)]
+    pair2 = [("vmas", "simple_spread", 512), ("ours", "spread", 512, 4)]
+    assert calls == pair * 5 + pair2 * 5
+    assert results["vs_vmas_coverage_ratio"] == 2.5 and results["vs_vmas_spread_ratio"] == 0.75
+    out = capsys.readouterr().out
+    assert "simple_spread" in out and "0.75" in out and "2.50" in out
+
+
+def test_bench_sim_without_vmas_says_how_to_install_it(monkeypatch, capsys):
+    from rich.console import Console
+
+    from marl_ros import bench
+
+    monkeypatch.setattr(bench, "vmas_installed", lambda: False)
+    assert bench.print_vmas_comparison(0.01, Console(width=200)) == {}
+    assert "pip install vmas" in capsys.readouterr().out
