@@ -416,14 +416,16 @@ def test_maddpg_critic_target_uses_the_approximators_not_the_other_actors():
     assert torch.isnan(algo.critic_target(1, batch)).any()  # critic 1 does use its own actor
 
 
-def test_maddpg_ensemble_draws_one_subpolicy_per_agent_and_episode():
-    trainer = make_trainer("maddpg", ensemble_size=3)
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_maddpg_ensemble_draws_one_subpolicy_per_agent_and_episode(n_step):
+    trainer = make_trainer("maddpg", ensemble_size=3, n_step=n_step)
     algo = trainer.algo
     assert len(algo.subpolicies) == 3 and len(algo.target_subpolicies) == 3
     initial = copy.deepcopy(algo.subpolicies.state_dict())
     trainer.start_segment()
     for _ in range(4):
         trainer.collect()
+    trainer.flush_pending()  # n-step: the window's last steps, so that whole episodes are in
     members = trainer.buffer.data["subpolicy"][: trainer.buffer.size].reshape(-1, 4, 2)  # (T, E, N)
     episodes = members.reshape(-1, 8, 4, 2)  # 8-step episodes, the same member for all 8 steps
     assert (episodes == episodes[:, :1]).all()

@@ -113,7 +113,8 @@ class OffPolicyTrainer(Trainer):
             self.buffer.add(**one_step, discount=np.full(len(step["obs"]), self.algo.cfg.gamma,
                                                          np.float32))
             return
-        self.pending.append(step)
+        # copies: the trainer reuses some arrays in place (a finished episode's subpolicy row)
+        self.pending.append({k: np.array(v) for k, v in step.items()})
         if len(self.pending) == self.algo.cfg.n_step:
             self.buffer.add(**self.n_step_transition(self.pending))
             self.pending.pop(0)
