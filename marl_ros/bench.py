@@ -60,6 +60,69 @@ def pybullet_physics_rate(num_drones: int, seconds: float, seed: int = 0) -> tup
     return env_rate, bare_rate
 
 
+def pybullet_breakdown(num_drones: int, seconds: float, seed: int = 0) -> list[dict[str, float]]:
+    """Where a PyBullet env step's time goes, layer by layer, at `num_drones` drones: physics
+    steps/s of (1) bare stepSimulation of the env's own world (plane, drone bodies; gravity
+    off so that they float as under hover thrust), (2) plus
+    one force and one torque call per body per physics step (the floor: PyBullet clears
+    external forces after every step), (3) plus the state reads every control tick (pose and
+    velocity per body), (4) `PyBulletWorld.step` (reads, the controller, motor model and
+    forces: the physics backend alone), (5) the coverage env's step (4 plus observations,
+    beliefs, rewards). Each row: rate, microseconds per physics step, and the rate relative
+    to the floor (2)."""
+    import pybullet as p
+
+    from sim.physics import PyBulletWorld
+
+    world = PyBulletWorld(num_drones, seed=seed)
+    cid, bodies = world._client, world._bodies
+    hover = world.params.mass * world.params.gravity
+    force, torque, origin = (0.0, 0.0, hover), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    per_tick = world._steps_per_tick
+
+    def bare() -> int:  # gravity off: the bodies float as under hover thrust (no ground contacts)
+        p.setGravity(0.0, 0.0, 0.0, physicsClientId=cid)
+        for _ in range(30):
+            p.stepSimulation(physicsClientId=cid)
+        p.setGravity(0.0, 0.0, -world.params.gravity, physicsClientId=cid)
+        return 30
+
+    def forces(read: bool = False) -> int:
+        for k in range(30):
+            if read and k % per_tick == 0:
+                world._read_states()
+            for body in bodies:
+                p.applyExternalForce(body, -1, force, origin, p.LINK_FRAME, physicsClientId=cid)
+                p.applyExternalTorque(body, -1, torque, p.LINK_FRAME, physicsClientId=cid)
+            p.stepSimulation(physicsClientId=cid)
+        return 30
+
+    setpoints = np.zeros((num_drones, 4))
+
+    def backend() -> int:
+        before = world.physics_steps
+        world.step(setpoints, 30 / world.physics_hz)
+        return world.physics_steps - before
+
+    layers = [("stepSimulation only (gravity off)", bare), ("+ force and torque per body (floor)", forces),
+              ("+ state reads each control tick", partial(forces, True)),
+              ("PyBulletWorld.step (+ controller, motors)", backend)]
+    rows = []
+    for name, work in layers:
+        world.reset(np.column_stack([np.arange(num_drones) * 0.5, np.zeros(num_drones),
+                                     np.ones(num_drones)]))
+        rows.append({"layer": name, "physics_steps_per_s": _rate(work, seconds)})
+    world.close()
+    env_rate, _ = pybullet_physics_rate(num_drones, seconds, seed)
+    rows.append({"layer": "coverage env step (+ observations, beliefs, rewards)",
+                 "physics_steps_per_s": env_rate})
+    floor = rows[1]["physics_steps_per_s"]
+    for row in rows:
+        row["us_per_physics_step"] = 1e6 / row["physics_steps_per_s"]
+        row["vs_floor"] = row["physics_steps_per_s"] / floor
+    return rows
+
+
 def fast_env_rate(num_envs: int, seconds: float, num_drones: int = 4, seed: int = 0,
                   env: dict | None = None, scenario: str = "coverage") -> float:
     """Fast-backend env steps/s (one env step = one policy step of one environment); `env`:
@@ -102,6 +165,8 @@ def fast_scaling(seconds: float, drones: tuple[int, ...] = (4, 16, 64, 256),
         row["per_drone_cost_ratio"] = rows[0]["agent_steps_per_s"] / row["agent_steps_per_s"]
     return rows
 
+
+BREAKDOWN_DRONES = 16  # the PyBullet breakdown's swarm (issue figures: env vs floor at 16)
 
 # The VMAS tasks comparable to this project's scenarios, and what one env step computes in each.
 VMAS_PAIRS = (("navigation", "coverage"), ("simple_spread", "spread"))
@@ -214,6 +279,18 @@ def bench_sim(seconds: float = 3.0, console: Console | None = None,
                         f"{1e6 / row['agent_steps_per_s']:.2f}",
                         f"{row['per_drone_cost_ratio']:.2f}")
     console.print(scaling)
+    layers = Table(title=f"PyBullet, {BREAKDOWN_DRONES} drones, 1 env: where a step's time goes "
+                         "(same run)",
+                   caption="ratio: physics steps/s over the floor's (one force and one torque "
+                           "call per body per physics step, which PyBullet needs); target for "
+                           "the env: >= 0.33")
+    for col in ("layer", "physics steps/s", "us per physics step", "vs floor"):
+        layers.add_column(col, justify="left" if col == "layer" else "right")
+    for row in pybullet_breakdown(BREAKDOWN_DRONES, seconds):
+        layers.add_row(row["layer"], f"{row['physics_steps_per_s']:,.0f}",
+                       f"{row['us_per_physics_step']:.0f}", f"{row['vs_floor']:.2f}")
+    results[f"pybullet_env_vs_floor_n{BREAKDOWN_DRONES}"] = row["vs_floor"]
+    console.print(layers)
     if peers:
         results.update(print_vmas_comparison(seconds, console))
     return results

@@ -252,3 +252,17 @@ def test_bench_sim_without_vmas_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setattr(bench, "vmas_installed", lambda: False)
     assert bench.print_vmas_comparison(0.01, Console(width=200)) == {}
     assert "pip install vmas" in capsys.readouterr().out
+
+
+def test_pybullet_breakdown_adds_one_layer_of_the_env_step_per_row():
+    from marl_ros.bench import pybullet_breakdown
+
+    rows = pybullet_breakdown(2, 0.05)
+    assert [r["layer"].split(" ")[0] for r in rows] == [
+        "stepSimulation", "+", "+", "PyBulletWorld.step", "coverage"]
+    assert rows[1]["vs_floor"] == 1.0
+    for r in rows:
+        assert r["physics_steps_per_s"] > 0
+        assert r["us_per_physics_step"] == pytest.approx(1e6 / r["physics_steps_per_s"])
+        assert r["vs_floor"] == pytest.approx(r["physics_steps_per_s"]
+                                              / rows[1]["physics_steps_per_s"])
