@@ -227,8 +227,8 @@ def vmas_comparison(seconds: float = 3.0, num_envs: int = 512,
         peer_rate, our_rate = float(np.median(peer_rates)), float(np.median(our_rates))
         rows.append({"peer": peer, "scenario": ours, "num_envs": num_envs,
                      "peer_env_steps_per_s": peer_rate, "env_steps_per_s": our_rate,
-                     "ratio": our_rate / peer_rate, "peer_spread": np.ptp(peer_rates) / peer_rate,
-                     "spread": np.ptp(our_rates) / our_rate})
+                     "ratio": our_rate / peer_rate, "peer_range": np.ptp(peer_rates) / peer_rate,
+                     "range": np.ptp(our_rates) / our_rate})
     return rows
 
 
@@ -305,18 +305,18 @@ def print_vmas_comparison(seconds: float, console: Console) -> dict[str, float]:
         return results
     versus = Table(title=f"fast backend vs VMAS, {VMAS_AGENTS} agents, 512 envs, env steps/s "
                          "(medians of 5 interleaved repeats, same run)",
-                   caption="ratio: this project / VMAS; target >= 2. Spread: (max - min) / "
+                   caption="ratio: this project / VMAS; target >= 2. Range: (max - min) / "
                            f"median over the repeats. VMAS steps {PEER_STEP}; this project's "
                            "steps: " + "; ".join(f"{k}: {v}" for k, v in PROJECT_STEP.items()))
-    for col in ("VMAS task", "VMAS", "(spread)", "this project", "scenario", "(spread) ",
+    for col in ("VMAS task", "VMAS", "(range)", "this project", "scenario", "(range) ",
                 "ratio"):
         versus.add_column(col, justify="left" if col in ("VMAS task", "scenario") else "right")
     for row in vmas_comparison(seconds):
         results[f"vmas_{row['peer']}_env_steps_per_s"] = row["peer_env_steps_per_s"]
         results[f"vs_vmas_{row['scenario']}_ratio"] = row["ratio"]
         versus.add_row(row["peer"], f"{row['peer_env_steps_per_s']:,.0f}",
-                       f"{row['peer_spread']:.0%}", f"{row['env_steps_per_s']:,.0f}",
-                       row["scenario"], f"{row['spread']:.0%}", f"{row['ratio']:.2f}")
+                       f"{row['peer_range']:.0%}", f"{row['env_steps_per_s']:,.0f}",
+                       row["scenario"], f"{row['range']:.0%}", f"{row['ratio']:.2f}")
     console.print(versus)
     return results
 
