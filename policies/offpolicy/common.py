@@ -16,8 +16,10 @@ Actions, three views of one thing:
 Discrete actors are trained through the Gumbel-softmax relaxation, straight-through: the
 forward pass is a one-hot sample, the gradient that of the softmax (MADDPG's particle
 worlds). A critic Q(x, a_1..a_n) reads the normalised global state x (`env.state()`, or
-all observations where the env has no state) and every agent's action in the critic's
-view, concatenated in agent order.
+all observations where the env has no state; with `critic_input: observations` always the
+observations) and every agent's action in the critic's view, concatenated in agent order.
+With `n_step` > 1 the replay holds n-step transitions, and a TD target bootstraps with the
+stored gamma^m instead of gamma (`OffPolicyAlgorithm.discount`).
 """
 
 from __future__ import annotations

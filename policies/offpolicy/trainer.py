@@ -9,8 +9,8 @@ then takes `utd_ratio` gradient steps per env step collected (a fractional remai
 carries over to the next iteration), each on a fresh uniform batch, once the buffer holds
 `batch_size` transitions and the random phase is over. `checkpoint_every` counts
 iterations; the checkpoint adds the replay buffer, the carried remainder and the n-step
-window to the shared fields, and the environments restart after each checkpoint (see `policies.trainer`), so a
-resumed run continues exactly like the uninterrupted one.
+window to the shared fields, and the environments restart after each checkpoint (see
+`policies.trainer`), so a resumed run continues exactly like the uninterrupted one.
 """
 
 from __future__ import annotations
