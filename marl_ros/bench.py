@@ -300,8 +300,9 @@ def print_vmas_comparison(seconds: float, console: Console) -> dict[str, float]:
     """`vmas_comparison` as a table, or one line saying how to install VMAS."""
     results: dict[str, float] = {}
     if not vmas_installed():
-        console.print("VMAS comparison skipped: VMAS is not installed (pip install "
-                      "'marl-ros[peers]', or pip install vmas, then run bench sim again).")
+        console.print("VMAS comparison skipped: VMAS is not installed (pip install -e "
+                      "'.[peers]' in the checkout, or pip install vmas, then run bench sim "
+                      "again).")
         return results
     versus = Table(title=f"fast backend vs VMAS, {VMAS_AGENTS} agents, 512 envs, env steps/s "
                          "(medians of 5 interleaved repeats, same run)",
