@@ -463,9 +463,9 @@ def test_critics_on_observations_read_every_agents_observation_and_store_no_stat
     small = {"width": 8, "height": 8, "cell_size": 0.25, "footprint": 3, "patch_size": 5,
              "summary_size": 2, "max_steps": 30}
     cfg = {"trainer": {**QUIET, "num_envs": 2, "rollout_steps": 8},
-           "algo": {**SMALL_ALGO, "learning_starts": 0, "batch_size": 16,
+           "algo": {**SMALL_ALGO, "learning_starts": 0, "batch_size": 16, "n_step": 1,
                     "critic_input": "observations", "share_params": True},
-           "env": small}
+           "env": small}  # n_step 1 (coverage.yaml's HATD3 recipe has 5): every step is stored
     trainer = OffPolicyTrainer(resolve_config("hatd3", "coverage", cfg), "coverage")
     spec = trainer.env.spec
     n, d = spec.num_agents, spec.obs_size
