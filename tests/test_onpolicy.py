@@ -437,3 +437,43 @@ def test_cli_train_then_eval_writes_report_and_pictures(tmp_path, capsys):
     assert 0.0 <= report["policy"]["coverage"] <= 1.0 and "random_walk" in report
     for name in ("learning_curve.png", "coverage_fast.png", "episode_fast.gif"):
         assert (out / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("algo_cfg", [{"agent_id": True}, {"agent_id": False},
+                                      {"recurrent": True, "chunk_len": 4, "gru_size": 8}])
+def test_shared_actor_serves_every_agent_in_one_pass_with_the_per_agent_numbers(algo_cfg):
+    """MAPPO's shared actor acts and is re-evaluated for all agents in one forward pass (the
+    trainer's speed); the actions (same random draws), log-probabilities, entropies and memory
+    are those of one call per agent."""
+    cfg = {"env": SMALL, "trainer": {**QUIET, "num_envs": 4, "rollout_steps": 8}, "algo": algo_cfg}
+    trainer = OnPolicyTrainer(resolve_config("mappo", "coverage", cfg), "coverage")
+    trainer.start_segment()
+    trainer.collect()
+    algo = trainer.algo
+    e, n = trainer.obs.shape[:2]
+    obs = trainer.obs_norm(trainer.obs)
+    starts = np.array([1, 0, 0, 1], np.float32)
+    hidden = np.random.default_rng(0).random(trainer.hidden.shape).astype(np.float32)
+    torch.manual_seed(5)
+    actions, log_probs, new_hidden = algo.act(obs, starts, hidden)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for i in range(n):  # the per-agent path, agent by agent
+            actor = algo.actor_of(i)
+            dist, h = actor.forward_sequence(algo.actor_input(torch.from_numpy(obs)[None, :, i], i),
+                                             torch.from_numpy(starts)[None],
+                                             torch.from_numpy(hidden[:, i]))
+            a = actor.sample(dist)
+            np.testing.assert_allclose(actions[:, i], a[0].numpy(), atol=1e-6)
+            np.testing.assert_allclose(log_probs[:, i], actor.log_prob(dist, a)[0].numpy(),
+                                       atol=1e-5)
+            np.testing.assert_allclose(new_hidden[:, i], h.numpy(), atol=1e-6)
+    batch = trainer.buffer.sequences(algo.cfg.chunk_len)
+    idx = np.arange(batch["obs"].shape[1])[::3]
+    log_prob, entropy = algo.evaluate_shared(batch["obs"][:, idx], batch["starts"][:, idx],
+                                             batch["hiddens"][idx], batch["actions"][:, idx])
+    for i in range(n):
+        lp, ent, _, _ = algo.evaluate(i, batch["obs"][:, idx, i], batch["starts"][:, idx],
+                                      batch["hiddens"][idx, i], batch["actions"][:, idx, i])
+        torch.testing.assert_close(log_prob[..., i], lp, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(entropy[..., i], ent, atol=1e-6, rtol=1e-6)

@@ -113,6 +113,29 @@ class OnPolicyAlgorithm:
             x = torch.cat([x, onehot], -1)
         return x
 
+    def shared_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """Every agent's input to the shared actor, (..., N, D [+ N]): its observation plus
+        its one-hot id, so that one forward pass serves all agents."""
+        if not self.id_size:
+            return obs
+        onehot = torch.eye(self.id_size).expand(*obs.shape[:-1], self.id_size)
+        return torch.cat([obs, onehot], -1)
+
+    def evaluate_shared(self, obs: torch.Tensor, starts: torch.Tensor, hidden: torch.Tensor,
+                        actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`evaluate` of every agent in one pass of the shared actor: obs (L, B, N, D), starts
+        (L, B), hidden (B, N, H), actions (L, B, N, A) -> log pi(a|o) and entropy, (L, B, N).
+        The same numbers as N calls of `evaluate` (a row's result does not depend on the
+        others); the agents become B * N sequences of the one network."""
+        length, batch, n = obs.shape[:3]
+        actor = self.actors[0]
+        x = self.shared_input(obs).reshape(length, batch * n, -1)
+        starts = starts.repeat_interleave(n, dim=1)
+        dist, _ = actor.forward_sequence(x, starts, hidden.reshape(batch * n, hidden.shape[-1]))
+        acts = actions.reshape(length, batch * n, -1)[..., : self.action_width(0)]
+        shape = (length, batch, n)
+        return actor.log_prob(dist, acts).reshape(shape), actor.entropy(dist).reshape(shape)
+
     def evaluate(self, agent: int, obs: torch.Tensor, starts: torch.Tensor, hidden: torch.Tensor,
                  actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor]:
         """log pi(a|o), entropy, the distribution and the last hidden, over (L, B) sequences."""
@@ -133,6 +156,8 @@ class OnPolicyAlgorithm:
         e, n = obs.shape[:2]
         obs_t = torch.from_numpy(obs)
         starts_t = torch.from_numpy(starts.astype(np.float32))[None]
+        if self.cfg.share_params:  # one pass for all agents, agent-major rows (E per agent)
+            return self._act_shared(obs_t, starts_t, hidden, deterministic)
         actions = np.zeros((e, n, self.spec.action_size), np.float32)
         log_probs = np.zeros((e, n), np.float32)
         new_hidden = np.zeros_like(hidden)
@@ -145,6 +170,23 @@ class OnPolicyAlgorithm:
             log_probs[:, i] = actor.log_prob(dist, a)[0].numpy()
             new_hidden[:, i] = h.numpy()
         return actions, log_probs, new_hidden
+
+    def _act_shared(self, obs_t: torch.Tensor, starts_t: torch.Tensor, hidden: np.ndarray,
+                    deterministic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`act` with the shared actor: the N agents' rows stacked agent by agent, so the
+        sampled noise is drawn in the order of N per-agent calls."""
+        e, n = obs_t.shape[:2]
+        actor = self.actors[0]
+        x = self.shared_input(obs_t).transpose(0, 1).reshape(1, n * e, -1)
+        width = hidden.shape[-1]
+        h0 = torch.from_numpy(np.ascontiguousarray(hidden.swapaxes(0, 1))).reshape(n * e, width)
+        dist, h = actor.forward_sequence(x, starts_t.repeat(1, n), h0)
+        a = actor.mode(dist) if deterministic else actor.sample(dist)
+        actions = np.zeros((e, n, self.spec.action_size), np.float32)
+        actions[..., : a.shape[-1]] = a[0].reshape(n, e, -1).transpose(0, 1).numpy()
+        log_probs = actor.log_prob(dist, a)[0].reshape(n, e).T.numpy()
+        new_hidden = h.reshape(n, e, width).transpose(0, 1).numpy().astype(hidden.dtype)
+        return actions, np.ascontiguousarray(log_probs), np.ascontiguousarray(new_hidden)
 
     @torch.no_grad()
     def values(self, states: np.ndarray) -> np.ndarray:

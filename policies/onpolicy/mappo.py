@@ -36,6 +36,13 @@ class MAPPO(OnPolicyAlgorithm):
                                          "clipfrac": []}
         for _ in range(cfg.epochs):
             for idx in self.minibatches(adv.shape[1], cfg.minibatches):
+                if cfg.share_params:
+                    loss = self._shared_loss(batch, adv, idx, stats)
+                    self.actor_optimizers[0].zero_grad()
+                    loss.backward()
+                    self.clip_actor_grads(0)
+                    self.actor_optimizers[0].step()
+                    continue
                 losses = []
                 for i in range(n):
                     log_prob, entropy, _, _ = self.evaluate(
@@ -54,8 +61,7 @@ class MAPPO(OnPolicyAlgorithm):
                         stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
                         stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip_coef)
                                                  .float().mean().item())
-                # A shared actor averages over agents; separate actors each get their own loss.
-                loss = torch.stack(losses).mean() if cfg.share_params else torch.stack(losses).sum()
+                loss = torch.stack(losses).sum()  # separate actors: each its own loss
                 for opt in self.actor_optimizers:
                     opt.zero_grad()
                 loss.backward()
@@ -63,3 +69,23 @@ class MAPPO(OnPolicyAlgorithm):
                     self.clip_actor_grads(k)
                     opt.step()
         return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
+
+    def _shared_loss(self, batch: dict[str, torch.Tensor], adv: torch.Tensor, idx: np.ndarray,
+                     stats: dict[str, list[float]]) -> torch.Tensor:
+        """A shared actor's loss on one minibatch, every agent in one pass: the mean over
+        agents of each agent's clipped objective and entropy bonus (equal sample counts make
+        it one mean). Stats are the means over agents, as the per-agent path records them."""
+        cfg = self.cfg
+        log_prob, entropy = self.evaluate_shared(batch["obs"][:, idx], batch["starts"][:, idx],
+                                                 batch["hiddens"][idx], batch["actions"][:, idx])
+        log_ratio = log_prob - batch["log_probs"][:, idx]
+        ratio = log_ratio.exp()
+        a = adv[:, idx, None]
+        surrogate = torch.min(ratio * a, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * a)
+        policy_loss = -surrogate.mean()
+        with torch.no_grad():
+            stats["policy_loss"].append(policy_loss.item())
+            stats["entropy"].append(entropy.mean().item())
+            stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+            stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip_coef).float().mean().item())
+        return policy_loss - cfg.ent_coef * entropy.mean()
