@@ -60,16 +60,19 @@ def pybullet_physics_rate(num_drones: int, seconds: float, seed: int = 0) -> tup
     return env_rate, bare_rate
 
 
-def pybullet_breakdown(num_drones: int, seconds: float, seed: int = 0) -> list[dict[str, float]]:
+def pybullet_breakdown(num_drones: int, seconds: float, seed: int = 0,
+                       repeats: int = 3) -> list[dict[str, float]]:
     """Where a PyBullet env step's time goes, layer by layer, at `num_drones` drones: physics
     steps/s of (1) bare stepSimulation of the env's own world (plane, drone bodies; gravity
     off so that they float as under hover thrust), (2) plus one force and one torque call
     per body per physics step (the floor: PyBullet clears external forces after every
     step), (3) plus the state reads every control tick (pose and
     velocity per body), (4) `PyBulletWorld.step` (reads, the controller, motor model and
-    forces: the physics backend alone), (5) the coverage env's step (4 plus observations,
-    beliefs, rewards). Each row: rate, microseconds per physics step, and the rate relative
-    to the floor (2)."""
+    forces: the physics backend alone), (5) the coverage env's step under random-walk actions
+    on the field of the default drone density (`sim.config.scaled_field`; 4 plus
+    observations, beliefs, rewards). The layers are measured in turn `repeats` times,
+    about `seconds` / `repeats` each, so that all see the same machine load; each row holds
+    the median rate, microseconds per physics step, and the rate relative to the floor (2)."""
     import pybullet as p
 
     from sim.physics import PyBulletWorld
@@ -79,11 +82,15 @@ def pybullet_breakdown(num_drones: int, seconds: float, seed: int = 0) -> list[d
     hover = world.params.mass * world.params.gravity
     force, torque, origin = (0.0, 0.0, hover), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
     per_tick = world._steps_per_tick
+    venv = sim.make_vec_env("coverage", 1, backend="pybullet", seed=seed, num_drones=num_drones,
+                            **scaled_field("coverage", num_drones))
+    venv.reset(seed=seed)
+    rng = np.random.default_rng(seed)
 
     def bare() -> int:  # gravity off: the bodies float as under hover thrust (no ground contacts)
         p.setGravity(0.0, 0.0, 0.0, physicsClientId=cid)
         for _ in range(30):
-            p.stepSimulation(physicsClientId=cid)
+            p.stepSimulation(cid)
         p.setGravity(0.0, 0.0, -world.params.gravity, physicsClientId=cid)
         return 30
 
@@ -92,9 +99,9 @@ def pybullet_breakdown(num_drones: int, seconds: float, seed: int = 0) -> list[d
             if read and k % per_tick == 0:
                 world._read_states()
             for body in bodies:
-                p.applyExternalForce(body, -1, force, origin, p.LINK_FRAME, physicsClientId=cid)
-                p.applyExternalTorque(body, -1, torque, p.LINK_FRAME, physicsClientId=cid)
-            p.stepSimulation(physicsClientId=cid)
+                p.applyExternalForce(body, -1, force, origin, p.LINK_FRAME, cid)  # positional, as
+                p.applyExternalTorque(body, -1, torque, p.LINK_FRAME, cid)  # PyBulletWorld calls
+            p.stepSimulation(cid)
         return 30
 
     setpoints = np.zeros((num_drones, 4))
@@ -104,22 +111,29 @@ def pybullet_breakdown(num_drones: int, seconds: float, seed: int = 0) -> list[d
         world.step(setpoints, 30 / world.physics_hz)
         return world.physics_steps - before
 
+    def env_step() -> int:
+        before = venv.physics_steps
+        venv.step(random_walk_actions(venv.cfg, rng, (1, num_drones)))
+        return venv.physics_steps - before
+
     layers = [("stepSimulation only (gravity off)", bare), ("+ force and torque per body (floor)", forces),
               ("+ state reads each control tick", partial(forces, True)),
-              ("PyBulletWorld.step (+ controller, motors)", backend)]
-    rows = []
-    for name, work in layers:
-        world.reset(np.column_stack([np.arange(num_drones) * 0.5, np.zeros(num_drones),
-                                     np.ones(num_drones)]))
-        rows.append({"layer": name, "physics_steps_per_s": _rate(work, seconds)})
+              ("PyBulletWorld.step (+ controller, motors)", backend),
+              ("coverage env step (+ observations, beliefs, rewards)", env_step)]
+    rates: list[list[float]] = [[] for _ in layers]
+    start = np.column_stack([np.arange(num_drones) * 0.5, np.zeros(num_drones), np.ones(num_drones)])
+    for _ in range(repeats):
+        for k, (_, work) in enumerate(layers):
+            world.reset(start)
+            rates[k].append(_rate(work, seconds / repeats))
     world.close()
-    env_rate, _ = pybullet_physics_rate(num_drones, seconds, seed)
-    rows.append({"layer": "coverage env step (+ observations, beliefs, rewards)",
-                 "physics_steps_per_s": env_rate})
-    floor = rows[1]["physics_steps_per_s"]
-    for row in rows:
-        row["us_per_physics_step"] = 1e6 / row["physics_steps_per_s"]
-        row["vs_floor"] = row["physics_steps_per_s"] / floor
+    venv.close()
+    floor = float(np.median(rates[1]))
+    rows = []
+    for (name, _), measured in zip(layers, rates, strict=True):
+        rate = float(np.median(measured))
+        rows.append({"layer": name, "physics_steps_per_s": rate, "us_per_physics_step": 1e6 / rate,
+                     "vs_floor": rate / floor})
     return rows
 
 

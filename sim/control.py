@@ -55,16 +55,27 @@ class ControllerGains:
     bias_limit: float = 3.0  # m/s^2, anti-windup bound of the thrust-bias estimate
 
 
+# Rotation-matrix entries as c + s1 * (P[a] + s2 * P[b]) with P = 2 q q^T of q = (x, y, z, w):
+# entry (0, 0) is 1 - (2yy + 2zz), entry (0, 1) is 2xy - 2wz, ... (row-major).
+_X, _Y, _Z, _W = range(4)
+_QUAT_A = np.array([_Y * 5, _X * 4 + _Y, _X * 4 + _Z, _X * 4 + _Y, _X * 5, _Y * 4 + _Z,
+                    _X * 4 + _Z, _Y * 4 + _Z, _X * 5])
+_QUAT_B = np.array([_Z * 5, _W * 4 + _Z, _W * 4 + _Y, _W * 4 + _Z, _Z * 5, _W * 4 + _X,
+                    _W * 4 + _Y, _W * 4 + _X, _Y * 5])
+_QUAT_SIGN_B = np.array([1.0, -1.0, 1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0])
+_QUAT_DIAGONAL = np.array([1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])
+
+
 def quaternion_to_matrix(quat: np.ndarray) -> np.ndarray:
-    """(..., 4) quaternions (x, y, z, w) as PyBullet returns them -> (..., 3, 3) rotation matrices."""
-    x, y, z, w = np.moveaxis(np.asarray(quat, dtype=np.float64), -1, 0)
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    rot = np.stack([
-        1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
-        2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
-        2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
-    ], axis=-1)
+    """(..., 4) quaternions (x, y, z, w) as PyBullet returns them -> (..., 3, 3) rotation matrices.
+
+    The textbook entries (1 - 2(yy + zz), 2(xy - wz), ...), computed from the products 2 q q^T
+    in a handful of array operations (the PyBullet backend converts every drone's attitude at
+    every control tick)."""
+    q = np.asarray(quat, dtype=np.float64)
+    products = (2.0 * q[..., :, None] * q[..., None, :]).reshape(*q.shape[:-1], 16)
+    pairs = products[..., _QUAT_A] + _QUAT_SIGN_B * products[..., _QUAT_B]
+    rot = np.where(_QUAT_DIAGONAL == 1.0, 1.0 - pairs, pairs)
     return rot.reshape(*rot.shape[:-1], 3, 3)
 
 
@@ -86,6 +97,11 @@ def euler_to_matrix(rpy: np.ndarray) -> np.ndarray:
         -sp, cp * sr, cp * cr,
     ], axis=-1)
     return rot.reshape(*rot.shape[:-1], 3, 3)
+
+
+def _clip(x: np.ndarray, limit: float) -> np.ndarray:
+    """x clipped to [-limit, limit] (np.clip's values, without its per-call overhead)."""
+    return np.minimum(np.maximum(x, -limit), limit)
 
 
 def wrap_angle(angle: np.ndarray) -> np.ndarray:
@@ -113,6 +129,8 @@ class VelocityController:
         # Thrust compensation for tilt stops at 1.5x the tilt limit (upset recovery stays sane).
         self._min_cos_tilt = math.cos(math.radians(min(1.5 * g.max_tilt_deg, 80.0)))
         self._inv_allocation = np.linalg.inv(p.allocation_matrix())
+        self._inertia = p.inertia
+        self._max_thrust = p.max_thrust
         self._max_motor_thrust = p.kf * p.max_rpm**2
         self._kp_vel = np.array([g.vel_xy_p, g.vel_xy_p, g.vel_z_p])
         self._ki_vel = np.array([g.vel_xy_i, g.vel_xy_i, g.vel_z_i])
@@ -148,67 +166,77 @@ class VelocityController:
         """
         p, g, dt = self.params, self.gains, self.dt
         yaw = np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
-        body_z = rot[:, :, 2]
+        cos_body_tilt = rot[:, 2, 2]  # world z of the body z axis
 
         # Thrust-bias estimate: measured minus predicted vertical specific force of the last tick.
         fresh = self._fresh
-        self._yaw_target[fresh] = yaw[fresh]
-        self._prev_vz[fresh] = velocity[fresh, 2]
-        self._prev_thrust_accel_z[fresh] = p.gravity
+        any_fresh = bool(fresh.any())
+        if any_fresh:
+            self._yaw_target[fresh] = yaw[fresh]
+            self._prev_vz[fresh] = velocity[fresh, 2]
+            self._prev_thrust_accel_z[fresh] = p.gravity
         measured = (velocity[:, 2] - self._prev_vz) / dt + p.gravity
         residual = measured - self._prev_thrust_accel_z
         alpha = dt / (g.bias_time_constant + dt)
-        self._thrust_bias = np.clip(self._thrust_bias + alpha * (residual - self._thrust_bias),
-                                    -g.bias_limit, g.bias_limit)
-        self._thrust_bias[fresh] = 0.0
-        self._fresh[:] = False
+        self._thrust_bias = _clip(self._thrust_bias + alpha * (residual - self._thrust_bias),
+                                  g.bias_limit)
+        if any_fresh:
+            self._thrust_bias[fresh] = 0.0
+            fresh[:] = False
 
         # Velocity loop: PI on the world-frame velocity error, clamped integral (anti-windup).
         vel_error = setpoints[:, :3] - velocity
-        self._vel_integral = np.clip(self._vel_integral + vel_error * dt,
-                                     -g.vel_integral_limit, g.vel_integral_limit)
+        self._vel_integral = _clip(self._vel_integral + vel_error * dt, g.vel_integral_limit)
         accel = self._kp_vel * vel_error + self._ki_vel * self._vel_integral
         accel[:, 2] += p.gravity - self._thrust_bias
 
         # Thrust vector: keep it pointing up and within the tilt limit.
-        accel[:, 2] = np.maximum(accel[:, 2], 0.1 * p.gravity)
-        horizontal = np.linalg.norm(accel[:, :2], axis=1)
-        max_horizontal = accel[:, 2] * self._tan_tilt
+        ax, ay = accel[:, 0], accel[:, 1]
+        az = accel[:, 2] = np.maximum(accel[:, 2], 0.1 * p.gravity)
+        horizontal = np.sqrt(ax * ax + ay * ay)
+        max_horizontal = az * self._tan_tilt
         scale = np.minimum(1.0, max_horizontal / np.maximum(horizontal, 1e-9))
         accel[:, :2] *= scale[:, None]
         # Collective thrust sized for the vertical acceleration at the current tilt, so altitude
         # holds while the attitude loop is still catching up with a new tilt.
-        cos_tilt = np.maximum(body_z[:, 2], self._min_cos_tilt)
-        thrust = np.clip(p.mass * accel[:, 2] / cos_tilt, 0.0, p.max_thrust)
+        cos_tilt = np.maximum(cos_body_tilt, self._min_cos_tilt)
+        thrust = np.minimum(np.maximum(p.mass * az / cos_tilt, 0.0), self._max_thrust)
 
         # Desired attitude: body z along the thrust vector, heading from the integrated yaw target.
         yaw_rate_sp = setpoints[:, 3]
-        self._yaw_target = yaw + np.clip(wrap_angle(self._yaw_target + yaw_rate_sp * dt - yaw),
-                                         -g.yaw_error_limit, g.yaw_error_limit)
-        z_des = accel / np.linalg.norm(accel, axis=1, keepdims=True)
-        heading = np.stack([np.cos(self._yaw_target), np.sin(self._yaw_target),
-                            np.zeros(self.num_drones)], axis=1)
-        y_des = np.cross(z_des, heading)
-        y_des /= np.linalg.norm(y_des, axis=1, keepdims=True)
-        x_des = np.cross(y_des, z_des)
-        rot_des = np.stack([x_des, y_des, z_des], axis=2)
+        self._yaw_target = yaw + _clip(wrap_angle(self._yaw_target + yaw_rate_sp * dt - yaw),
+                                       g.yaw_error_limit)
+        zx, zy, zz = (accel / np.sqrt(ax * ax + ay * ay + az * az)[:, None]).T
+        hx, hy = np.cos(self._yaw_target), np.sin(self._yaw_target)
+        # y_des = z_des x heading (heading has no z component), normalised; x_des = y_des x z_des.
+        yx, yy, yz = -(zz * hy), zz * hx, zx * hy - zy * hx
+        y_norm = np.sqrt(yx * yx + yy * yy + yz * yz)
+        yx, yy, yz = yx / y_norm, yy / y_norm, yz / y_norm
+        xx, xy, xz = yy * zz - yz * zy, yz * zx - yx * zz, yx * zy - yy * zx
 
         # Attitude loop on SO(3): e_R = vee(R_d^T R - R^T R_d) / 2, rate error in the body frame.
-        err_mat = np.einsum("nki,nkj->nij", rot_des, rot) - np.einsum("nki,nkj->nij", rot, rot_des)
-        att_error = 0.5 * np.stack([err_mat[:, 2, 1], err_mat[:, 0, 2], err_mat[:, 1, 0]], axis=1)
-        rate_des = np.zeros((self.num_drones, 3))
-        rate_des[:, 2] = yaw_rate_sp
-        rate_error = body_rates - rate_des
-        self._att_integral = np.clip(self._att_integral + att_error * dt,
-                                     -g.att_integral_limit, g.att_integral_limit)
-        inertia = p.inertia
+        # (R_d^T R)_ij = column i of R_d . column j of R; only the vee entries are needed.
+        r0, r1, r2 = rot[:, :, 0].T, rot[:, :, 1].T, rot[:, :, 2].T  # body axes in the world
+        att_error = 0.5 * np.stack([
+            (zx * r1[0] + zy * r1[1] + zz * r1[2]) - (r2[0] * yx + r2[1] * yy + r2[2] * yz),
+            (xx * r2[0] + xy * r2[1] + xz * r2[2]) - (r0[0] * zx + r0[1] * zy + r0[2] * zz),
+            (yx * r0[0] + yy * r0[1] + yz * r0[2]) - (r1[0] * xx + r1[1] * xy + r1[2] * xz),
+        ], axis=1)
+        rate_error = body_rates.copy()
+        rate_error[:, 2] -= yaw_rate_sp
+        self._att_integral = _clip(self._att_integral + att_error * dt, g.att_integral_limit)
+        inertia = self._inertia
         ang_accel = -(self._kp_att * att_error + self._kd_att * rate_error
                       + self._ki_att * self._att_integral)
-        torque = inertia * ang_accel + np.cross(body_rates, inertia * body_rates)
+        # Gyroscopic term: body_rates x (inertia * body_rates).
+        wx, wy, wz = body_rates.T
+        jx, jy, jz = (inertia * body_rates).T
+        torque = inertia * ang_accel + np.stack([wy * jz - wz * jy, wz * jx - wx * jz,
+                                                 wx * jy - wy * jx], axis=1)
 
         # Predicted vertical specific force of this command, for next tick's bias estimate.
         self._prev_vz = velocity[:, 2].copy()
-        self._prev_thrust_accel_z = thrust * body_z[:, 2] / p.mass
+        self._prev_thrust_accel_z = thrust * cos_body_tilt / p.mass
 
         return self.mix(thrust, torque)
 
