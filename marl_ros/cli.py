@@ -156,8 +156,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                             overrides=overrides, resume=args.resume)
     trained = int(policy.metadata["global_step"])
     amount = f"to {trained:,} env steps in all" if args.resume else f"for {trained:,} env steps"
-    if trained != args.steps:
-        amount += f" (asked {args.steps:,}; {training_granularity(read_yaml(out / 'config.yaml'))})"
+    resolved = read_yaml(out / "config.yaml")
+    budget = float(resolved["trainer"].get("max_minutes", 0) or 0)
+    if trained < args.steps and budget > 0:
+        amount += (f" (asked {args.steps:,}; stopped at trainer.max_minutes={budget:g} of "
+                   "training-loop time)")
+    elif trained != args.steps:
+        amount += f" (asked {args.steps:,}; {training_granularity(resolved)})"
     print(f"trained {algo} on {scenario} {amount} in {time.perf_counter() - start:.0f} s; run "
           f"folder {out} (policy.pt, checkpoint.pt, config.yaml, progress.csv, tb/)")
     return 0

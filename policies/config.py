@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -46,8 +47,17 @@ class TrainerConfig:
     # A user's ParallelEnv: worker processes stepping the num_envs copies (0 = in this
     # process, one after the other). Sim scenarios step every env in one numpy call.
     env_workers: int = 0
+    # A wall-clock budget: stop after the iteration that brings the training loop's time (the
+    # wall_s of progress.csv: collection and updates, not checkpoint writes; a resumed run
+    # counts on from its checkpoint) to this many minutes. 0 = no limit, train --steps.
+    max_minutes: float = 0.0
 
     def validate(self) -> None:
+        minutes = self.max_minutes
+        if (isinstance(minutes, bool) or not isinstance(minutes, int | float)
+                or not math.isfinite(minutes) or minutes < 0):
+            raise ValueError(f"trainer.max_minutes must be a number of minutes >= 0 (0 = no "
+                             f"limit; got {minutes!r}).")
         for name in ("num_envs", "rollout_steps", "checkpoint_every", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name} must be >= 1 (got {getattr(self, name)}).")

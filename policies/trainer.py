@@ -196,7 +196,7 @@ class Trainer:
         with progress:
             task = progress.add_task("train", total=planned, completed=self.global_step,
                                      rate="-", ret="-", cov="-")
-            while self.global_step < planned:
+            while self.global_step < planned and not self.out_of_time():
                 start = time.perf_counter()
                 before = self.global_step
                 episodes = self.collect()
@@ -221,6 +221,11 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return policy
+
+    def out_of_time(self) -> bool:
+        """True once the training loop has used `trainer.max_minutes` (when set)."""
+        budget = self.tcfg.max_minutes
+        return budget > 0 and self.wall_time >= 60.0 * budget
 
     def log(self, episodes: dict[str, float], losses: dict[str, float], rate: float) -> None:
         row = {"global_step": self.global_step, "update": self.update,

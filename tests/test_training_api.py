@@ -240,6 +240,34 @@ def test_cli_train_reports_the_env_steps_it_really_trained(tmp_path, capsys):
     assert "trained mappo on coverage for 64 env steps in" in text and "asked" not in text
 
 
+def test_cli_train_stops_at_the_wall_clock_budget_and_says_so(tmp_path, capsys):
+    """trainer.max_minutes ends a run after the iteration that reaches the budget of
+    training-loop time (progress.csv's wall_s), with a policy and a checkpoint like any end."""
+    import csv
+
+    out = tmp_path / "run"
+    budget = 0.005  # minutes: 0.3 s, a few tiny rollouts
+    assert main(["train", "--algo", "mappo", "--steps", "10000000", "--out", str(out), *TINY_RUN,
+                 f"trainer.max_minutes={budget}"]) == 0
+    text = capsys.readouterr().out
+    trained = policies.load(out / "policy.pt").metadata["global_step"]
+    assert 0 < trained < 10_000_000 and trained % PER_ROLLOUT == 0
+    assert (f"for {trained:,} env steps (asked 10,000,000; stopped at trainer.max_minutes="
+            f"{budget:g} of training-loop time)") in text
+    walls = [float(row["wall_s"]) for row in csv.DictReader((out / "progress.csv").open())]
+    assert walls[-1] >= 60 * budget > walls[-2]  # stopped at the first iteration past it
+    assert (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "true"])
+def test_cli_train_refuses_a_bad_time_budget_before_any_work(value, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "mappo", "--steps", "64", "--out", str(out), *TINY_RUN,
+                 f"trainer.max_minutes={value}"]) == 2
+    assert "trainer.max_minutes must be a number of minutes >= 0" in capsys.readouterr().err
+    assert not (out / "checkpoint.pt").exists()
+
+
 def test_cli_resume_refuses_another_algorithm_or_scenario_and_continues_the_run(tmp_path,
                                                                                  capsys):
     out = tmp_path / "run"
