@@ -16,15 +16,16 @@ setup_env() {
   fi
   # Reinstall only when the install inputs changed; a stamp keeps repeat runs fast.
   local stamp="$venv/.setup-stamp" want
-  want=$(cat setup.py setup.cfg package.xml scripts/dev.sh | sha256sum | cut -d' ' -f1)-${ROS_DISTRO:-pypi-ros}
+  want=$(cat setup.py setup.cfg package.xml scripts/dev.sh scripts/install_torch.py | sha256sum | cut -d' ' -f1)-${ROS_DISTRO:-pypi-ros}-${MARL_ROS_TORCH:-auto}
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return
   fi
   echo "[setup] installing dependencies (first run takes a few minutes)"
   "$py" -m pip install -q --disable-pip-version-check --upgrade pip
   # torch first and pinned: anything that depends on torch must find it already satisfied,
-  # otherwise pip resolves the newest CUDA build (several GB).
-  "$py" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+  # otherwise pip resolves the newest CUDA build (several GB). The CPU build unless the machine
+  # has an NVIDIA GPU (MARL_ROS_TORCH, MARL_ROS_TORCH_INDEX override; see the script).
+  "$py" scripts/install_torch.py
   if [ -z "${ROS_DISTRO:-}" ]; then
     # No ROS 2 distribution sourced: the ROS 2 client libraries come as PyPI wheels (package.xml's
     # exec_depends; tf2_msgs, launch and launch_ros have none: no TF from sim_node, no `ros2 launch`).
