@@ -41,6 +41,12 @@ setup(
         "train": ["torch==2.13.0", "tensorboard>=2.14", "onnx>=1.16", "onnxscript>=0.1", "imageio>=2.30",
                   "nashpy>=0.0.41"],
         "test": ["pytest>=7", "ruff>=0.5"],
+        # beyond one process: Ray rollout workers (trainer.workers) and `marl-ros sweep`, whose
+        # summary reports interquartile means with bootstrap confidence intervals (rliable)
+        "scale": ["ray>=2.9", "rliable>=1.2"],
+        # CUDA (and TensorRT where installed) for the ONNX runtime; scripts/dev.sh swaps it in for
+        # onnxruntime on a machine with an NVIDIA GPU (the two packages hold the same module)
+        "gpu": ["onnxruntime-gpu>=1.17"],
         # the peer `marl-ros bench sim` compares against when installed (never a test dependency)
         "peers": ["vmas>=1.5"],
     },

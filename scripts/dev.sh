@@ -34,7 +34,7 @@ setup_env() {
       ros-rosgraph-msgs ros-std-msgs ros-geometry-msgs ros-nav-msgs ros-visualization-msgs \
       ros-ament-index-python
   fi
-  "$py" -m pip install -q --disable-pip-version-check -e ".[train,test]"
+  "$py" -m pip install -q --disable-pip-version-check -e ".[train,test,scale]"
   echo "$want" > "$stamp"
 }
 
