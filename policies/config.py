@@ -51,6 +51,15 @@ class TrainerConfig:
     # wall_s of progress.csv: collection and updates, not checkpoint writes; a resumed run
     # counts on from its checkpoint) to this many minutes. 0 = no limit, train --steps.
     max_minutes: float = 0.0
+    # Where the networks learn: auto = CUDA when torch sees a GPU, else cpu; or cpu, cuda,
+    # cuda:N. Acting in the environments' loop runs where the networks are.
+    device: str = "auto"
+    # Ray rollout workers (on-policy and off-policy families): K actors on a Ray cluster each
+    # step num_envs / K of the environments with the current actor weights, the learner stays
+    # in this process. 0 = today's in-process collection. ray_address: "" starts a local Ray
+    # instance; an address (e.g. ray://head:10001 or auto) joins a running cluster.
+    workers: int = 0
+    ray_address: str = ""
 
     def validate(self) -> None:
         minutes = self.max_minutes
@@ -64,6 +73,17 @@ class TrainerConfig:
         if not 0 <= self.env_workers <= self.num_envs:
             raise ValueError(f"trainer.env_workers must be between 0 and trainer.num_envs="
                              f"{self.num_envs} (got {self.env_workers}).")
+        device = self.device
+        if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or (
+                device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"trainer.device must be auto, cpu, cuda or cuda:N (got {device!r}).")
+        if not 0 <= self.workers <= self.num_envs:
+            raise ValueError(f"trainer.workers must be between 0 and trainer.num_envs="
+                             f"{self.num_envs} (got {self.workers}): each worker steps at least "
+                             "one environment.")
+        if self.workers and self.env_workers:
+            raise ValueError("trainer.workers (Ray rollout workers) and trainer.env_workers (local "
+                             "env processes) do not combine; set one of them to 0.")
         if self.backend not in ("fast", "pybullet"):
             raise ValueError(f"trainer.backend must be fast or pybullet (got {self.backend!r}).")
 
