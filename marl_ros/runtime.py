@@ -22,7 +22,8 @@ import yaml
 BUNDLE_FILE = "policy.yaml"
 SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "zoo" / "coverage_4"
 SUPPORTED_FORMAT = 1
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
 
 
 class BundleError(ValueError):
@@ -58,18 +59,49 @@ def read_bundle_metadata(bundle_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def tensorrt_libraries_present() -> bool:
+    """Whether TensorRT's runtime library (libnvinfer) is on the library path. onnxruntime-gpu
+    lists its TensorRT provider whenever it was built with it; without the library a session
+    asking for it only logs errors and falls back, so `auto` asks for it only when it is here."""
+    import ctypes.util
+
+    return ctypes.util.find_library("nvinfer") is not None
+
+
+def cuda_driver_present() -> bool:
+    """Whether the NVIDIA driver's libcuda is here (onnxruntime-gpu lists CUDA without one)."""
+    import ctypes.util
+
+    return ctypes.util.find_library("cuda") is not None
+
+
 def choose_providers(provider: str = "auto") -> list[str]:
-    """onnxruntime execution providers: CUDA where onnxruntime-gpu sees a GPU, else CPU."""
+    """onnxruntime execution providers, best first. auto: TensorRT where onnxruntime-gpu has
+    it and its libraries are installed, then CUDA where it has that and a driver is present,
+    then the CPU; cpu, cuda or tensorrt: that one (TensorRT with CUDA behind it for the
+    operators it leaves out), refused in one sentence where this onnxruntime lacks it."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
+    if provider not in ("auto", *PROVIDERS):
+        raise BundleError(f"execution provider {provider!r} is unknown; choose auto, cpu, cuda or "
+                          "tensorrt.")
+    cuda = PROVIDERS["cuda"] in available and cuda_driver_present()
+    tensorrt = cuda and PROVIDERS["tensorrt"] in available and tensorrt_libraries_present()
     if provider == "auto":
-        return ([PROVIDERS["cuda"]] if PROVIDERS["cuda"] in available else []) + [PROVIDERS["cpu"]]
-    if provider not in PROVIDERS:
-        raise BundleError(f"execution provider {provider!r} is unknown; choose auto, cpu or cuda.")
+        return ([PROVIDERS["tensorrt"]] if tensorrt else []) + (
+            [PROVIDERS["cuda"]] if cuda else []) + [PROVIDERS["cpu"]]
     if PROVIDERS[provider] not in available:
         raise BundleError(f"execution provider {provider!r} is not available in this onnxruntime "
-                          f"(has {', '.join(available)}); install onnxruntime-gpu or use cpu.")
+                          f"(has {', '.join(available)}); install onnxruntime-gpu (pip install "
+                          "-e '.[gpu]' after pip uninstall onnxruntime) or use cpu.")
+    if provider == "tensorrt":
+        if not tensorrt_libraries_present():
+            raise BundleError("execution provider 'tensorrt' needs TensorRT's libnvinfer on the "
+                              "library path and none was found; install TensorRT (e.g. pip "
+                              "install tensorrt and add its libraries to LD_LIBRARY_PATH) or use "
+                              "cuda.")
+        return [PROVIDERS["tensorrt"], PROVIDERS["cuda"]]
     return [PROVIDERS[provider]]
 
 
@@ -96,6 +128,8 @@ class OnnxPolicy:
         self.meta = meta
         self.agents: list[str] = list(meta["agents"])
         self._sessions = sessions  # model file -> session
+        # the execution providers the sessions run on, best first (e.g. CUDA, then CPU)
+        self.providers: list[str] = next(iter(sessions.values())).get_providers()
         self.inputs: list[str] = list(meta["onnx"]["inputs"])
         self.outputs: list[str] = list(meta["onnx"]["outputs"])
         rec = meta.get("recurrent")
@@ -132,7 +166,8 @@ class OnnxPolicy:
 
         config: the node's scenario configuration (`sim.config.SwarmConfig`); every
         parameter the observation depends on must equal the bundle's. provider: "auto"
-        (CUDA when available, else CPU), "cpu" or "cuda". threads: onnxruntime intra-op
+        (TensorRT, then CUDA when available, else CPU; see `choose_providers`), "cpu",
+        "cuda" or "tensorrt". threads: onnxruntime intra-op
         threads; 1 suits one node per robot.
         """
         import onnxruntime as ort
@@ -172,6 +207,11 @@ class OnnxPolicy:
                                   f"({str(err).splitlines()[0][:120]}); re-export the "
                                   "bundle.") from None
             cls._check_io(meta, name, sessions[name])
+            active = sessions[name].get_providers()
+            if provider not in ("auto", "cpu") and PROVIDERS[provider] not in active:
+                raise BundleError(f"onnxruntime could not start the {provider!r} execution "
+                                  f"provider here (the session runs on {', '.join(active)}); "
+                                  "check the GPU driver and CUDA libraries, or use auto or cpu.")
         return cls(bundle, meta, sessions)
 
     @staticmethod

@@ -78,6 +78,9 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
             raise ValueError(f"{out_dir} holds a run on {resolved.get('scenario') or 'a user env'}, "
                              f"not {env_fn}; resume it with the same env_fn or train {env_fn} in "
                              "another out_dir.")
+        for override in overrides or []:  # where the run continues (a GPU run resumes on a CPU)
+            if override.startswith("trainer.device="):
+                resolved["trainer"]["device"] = override.split("=", 1)[1]
     else:
         scenario = env_fn if isinstance(env_fn, str) else None
         resolved = resolve_config(algo, scenario, config, overrides, seed=seed)

@@ -10,6 +10,8 @@ the global state only during training; deployment never needs it.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -220,3 +222,58 @@ class DeterministicActor(nn.Module):
     def sample(self, dist: Categorical | PointMass) -> torch.Tensor:
         """The same action: exploration noise is the trainer's business, not the policy's."""
         return self.mode(dist)
+
+
+# -- devices -----------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """`trainer.device` as a torch device: auto = the first CUDA device when torch sees one,
+    else the CPU; cuda / cuda:N where torch sees no such device is refused in one sentence."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            seen = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise ValueError(f"trainer.device={name} but torch sees {seen} on this machine "
+                             f"(torch {torch.__version__}); set trainer.device=auto or cpu, or "
+                             "train on a machine with an NVIDIA GPU and the CUDA build of torch.")
+    return device
+
+
+def place(holder: object, device: torch.device) -> None:
+    """Move every module and tensor an algorithm holds (attributes, and lists, tuples or dicts
+    of them) to `device`, and record it as `holder.device`. Modules move in place, so the
+    optimisers built on their parameters keep working; on the CPU nothing changes."""
+    for name, value in list(vars(holder).items()):
+        if isinstance(value, nn.Module):
+            value.to(device)
+        elif isinstance(value, torch.Tensor):
+            setattr(holder, name, value.to(device))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                if isinstance(item, nn.Module):
+                    item.to(device)
+        elif isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, nn.Module):
+                    item.to(device)
+    holder.device = device
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A sampled batch on the learner's device (the same tensors on the CPU)."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def cpu_modules(modules: nn.Module) -> nn.Module:
+    """`modules` where they already live on the CPU, else a CPU copy: what a saved or exported
+    policy holds (`policies.load` and `marl-ros export` run on machines without a GPU)."""
+    if all(t.device.type == "cpu" for t in (*modules.parameters(), *modules.buffers())):
+        return modules
+    return copy.deepcopy(modules).to("cpu")
+
+
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a module's weights (e.g. actor weights for CPU rollout workers)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}

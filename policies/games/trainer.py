@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
@@ -98,6 +99,15 @@ class GameTrainer(Trainer):
     """Minimax-Q, Nash-Q, Friend-or-Foe Q, WoLF-PHC, Team-Q: online learning from each transition."""
 
     algorithms = GAME_ALGORITHMS
+
+    def resolve_device(self) -> torch.device:
+        """The CPU: the family learns numpy tables, so `trainer.device` auto means the CPU
+        and a CUDA device is refused rather than silently ignored."""
+        if self.tcfg.device.startswith("cuda"):
+            raise ValueError(f"trainer.device={self.tcfg.device} does not apply to "
+                             f"{self.config['algorithm']}: the game-theoretic family learns numpy "
+                             "tables on the CPU; set trainer.device=auto or cpu.")
+        return torch.device("cpu")
 
     def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
         from policies.games.worlds import GAMES, make_game

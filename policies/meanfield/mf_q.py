@@ -78,8 +78,8 @@ class MFQ(MeanFieldAlgorithm):
         if env_steps < self.cfg.learning_starts:
             choice = self.rng.integers(0, width, size=(e, n))
         else:
-            logits = self.beta_at(env_steps) * self.q.unit_action(torch.from_numpy(obs)).double()
-            probs = torch.softmax(logits, -1).numpy()
+            q = self.q.unit_action(torch.from_numpy(obs).to(self.device))
+            probs = torch.softmax(self.beta_at(env_steps) * q.double(), -1).cpu().numpy()
             choice = (probs.cumsum(-1) < self.rng.random((e, n, 1))).sum(-1).clip(0, width - 1)
         return np.eye(width, dtype=np.float32)[choice]
 

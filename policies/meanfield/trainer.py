@@ -55,5 +55,5 @@ class MeanFieldTrainer(OffPolicyTrainer):
         batch = {"obs": self.obs_norm(obs), "q_obs": self.obs_norm(q_obs),
                  "next_obs": self.obs_norm(next_obs), "actions": data["actions"][rows, agents],
                  "rewards": data["rewards"][rows, agents], "terminated": data["terminated"][rows]}
-        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
+        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(self.device)
                 for k, v in batch.items()}

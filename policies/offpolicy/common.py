@@ -205,6 +205,7 @@ class OffPolicyAlgorithm:
 
     config_class: type[OffPolicyConfig] = OffPolicyConfig
     num_critics = 1  # HADDPG: one team critic; HATD3: twin; MADDPG: one per agent
+    device = torch.device("cpu")  # where the networks live (the trainer's `place` sets it)
 
     def __init__(self, cfg: OffPolicyConfig, spec: EnvSpec, rng: np.random.Generator):
         self.cfg = cfg
@@ -283,7 +284,7 @@ class OffPolicyAlgorithm:
         the coefficient is 0): the term every actor loss adds."""
         coefficient = self.cfg.action_regularization
         if coefficient == 0:
-            return torch.zeros(())
+            return torch.zeros((), device=obs.device)
         actor = self.actor_of(agent, subpolicy)
         feature = actor.body(self.actor_input(obs, agent))
         pre = actor.head(feature) if self.discrete[agent] else actor.head[0](feature)
@@ -294,7 +295,7 @@ class OffPolicyAlgorithm:
         """Each row's tanh action or logits from the ensemble member its agent acted with."""
         if self.num_subpolicies == 1:
             return self.actor_of(agent, 0, target).unit_action(self.actor_input(obs, agent))
-        out = torch.zeros(len(obs), self.widths[agent])
+        out = torch.zeros(len(obs), self.widths[agent], device=obs.device)
         for k in range(self.num_subpolicies):
             rows = members == k
             if rows.any():
@@ -346,21 +347,22 @@ class OffPolicyAlgorithm:
         out = np.zeros((e, n, self.action_width), np.float32)
         random = env_steps < self.cfg.learning_starts
         std = self.noise_std(env_steps)
-        obs_t = torch.from_numpy(obs)
+        obs_t = torch.from_numpy(obs).to(self.device)
+        members_t = torch.from_numpy(members).to(self.device)
         for i in range(n):
             w = self.widths[i]
             if self.discrete[i]:
                 if random:
                     choice = self.rng.integers(0, w, size=e)
                 else:
-                    logits = self.member_outputs(i, obs_t[:, i], torch.from_numpy(members[:, i]))
-                    probs = torch.softmax(logits.double(), -1).numpy()
+                    logits = self.member_outputs(i, obs_t[:, i], members_t[:, i])
+                    probs = torch.softmax(logits.double(), -1).cpu().numpy()
                     choice = (probs.cumsum(-1) < self.rng.random((e, 1))).sum(-1).clip(0, w - 1)
                 out[np.arange(e), i, choice] = 1.0
             elif random:
                 out[:, i, :w] = self.rng.uniform(-1.0, 1.0, size=(e, w))
             else:
-                mu = self.member_outputs(i, obs_t[:, i], torch.from_numpy(members[:, i])).numpy()
+                mu = self.member_outputs(i, obs_t[:, i], members_t[:, i]).cpu().numpy()
                 out[:, i, :w] = np.clip(mu + std * self.rng.standard_normal(mu.shape), -1.0, 1.0)
         return out
 

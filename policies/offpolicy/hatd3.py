@@ -39,7 +39,7 @@ class HATD3(OffPolicyAlgorithm):
     cfg: HATD3Config
 
     def smoothing_noise(self, shape: tuple[int, ...]) -> torch.Tensor:
-        eps = torch.randn(shape) * self.cfg.target_noise
+        eps = torch.randn(shape, device=self.device) * self.cfg.target_noise
         return eps.clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
 
     @torch.no_grad()

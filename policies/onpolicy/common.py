@@ -72,6 +72,7 @@ class OnPolicyAlgorithm:
     config_class: type[OnPolicyConfig] = OnPolicyConfig
     sequential = False  # agents updated one after another: needs one actor per agent ...
     sequential_shared = False  # ... unless the algorithm handles a shared actor (HAPPO)
+    device = torch.device("cpu")  # where the networks live (the trainer's `place` sets it)
 
     def __init__(self, cfg: OnPolicyConfig, spec: EnvSpec, rng: np.random.Generator):
         self.cfg = cfg
@@ -108,7 +109,7 @@ class OnPolicyAlgorithm:
         """Agent `agent`'s slice of padded observations (..., D), plus its one-hot id."""
         x = obs[..., : self.spec.obs_sizes[agent]]
         if self.id_size:
-            onehot = torch.zeros(*x.shape[:-1], self.id_size)
+            onehot = torch.zeros(*x.shape[:-1], self.id_size, device=x.device)
             onehot[..., agent] = 1.0
             x = torch.cat([x, onehot], -1)
         return x
@@ -118,7 +119,7 @@ class OnPolicyAlgorithm:
         its one-hot id, so that one forward pass serves all agents."""
         if not self.id_size:
             return obs
-        onehot = torch.eye(self.id_size).expand(*obs.shape[:-1], self.id_size)
+        onehot = torch.eye(self.id_size, device=obs.device).expand(*obs.shape[:-1], self.id_size)
         return torch.cat([obs, onehot], -1)
 
     def evaluate_shared(self, obs: torch.Tensor, starts: torch.Tensor, hidden: torch.Tensor,
@@ -154,8 +155,8 @@ class OnPolicyAlgorithm:
             deterministic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One step for all envs and agents: actions (E, N, A), log-probs (E, N), hidden (E, N, H)."""
         e, n = obs.shape[:2]
-        obs_t = torch.from_numpy(obs)
-        starts_t = torch.from_numpy(starts.astype(np.float32))[None]
+        obs_t = torch.from_numpy(obs).to(self.device)
+        starts_t = torch.from_numpy(starts.astype(np.float32))[None].to(self.device)
         if self.cfg.share_params:  # one pass for all agents, agent-major rows (E per agent)
             return self._act_shared(obs_t, starts_t, hidden, deterministic)
         actions = np.zeros((e, n, self.spec.action_size), np.float32)
@@ -164,11 +165,11 @@ class OnPolicyAlgorithm:
         for i in range(n):
             actor = self.actor_of(i)
             dist, h = actor.forward_sequence(self.actor_input(obs_t[None, :, i], i), starts_t,
-                                             torch.from_numpy(hidden[:, i]))
+                                             torch.from_numpy(hidden[:, i]).to(self.device))
             a = actor.mode(dist) if deterministic else actor.sample(dist)
-            actions[:, i, : a.shape[-1]] = a[0].numpy()
-            log_probs[:, i] = actor.log_prob(dist, a)[0].numpy()
-            new_hidden[:, i] = h.numpy()
+            actions[:, i, : a.shape[-1]] = a[0].cpu().numpy()
+            log_probs[:, i] = actor.log_prob(dist, a)[0].cpu().numpy()
+            new_hidden[:, i] = h.cpu().numpy()
         return actions, log_probs, new_hidden
 
     def _act_shared(self, obs_t: torch.Tensor, starts_t: torch.Tensor, hidden: np.ndarray,
@@ -180,19 +181,20 @@ class OnPolicyAlgorithm:
         x = self.shared_input(obs_t).transpose(0, 1).reshape(1, n * e, -1)
         width = hidden.shape[-1]
         h0 = torch.from_numpy(np.ascontiguousarray(hidden.swapaxes(0, 1))).reshape(n * e, width)
+        h0 = h0.to(self.device)
         dist, h = actor.forward_sequence(x, starts_t.repeat(1, n), h0)
         a = actor.mode(dist) if deterministic else actor.sample(dist)
         actions = np.zeros((e, n, self.spec.action_size), np.float32)
-        actions[..., : a.shape[-1]] = a[0].reshape(n, e, -1).transpose(0, 1).numpy()
-        log_probs = actor.log_prob(dist, a)[0].reshape(n, e).T.numpy()
-        new_hidden = h.reshape(n, e, width).transpose(0, 1).numpy().astype(hidden.dtype)
+        actions[..., : a.shape[-1]] = a[0].reshape(n, e, -1).transpose(0, 1).cpu().numpy()
+        log_probs = actor.log_prob(dist, a)[0].reshape(n, e).T.cpu().numpy()
+        new_hidden = h.reshape(n, e, width).transpose(0, 1).cpu().numpy().astype(hidden.dtype)
         return actions, np.ascontiguousarray(log_probs), np.ascontiguousarray(new_hidden)
 
     @torch.no_grad()
     def values(self, states: np.ndarray) -> np.ndarray:
         """V(s) in return units (denormalised) for states (..., S)."""
-        v = self.value_normalizer.denormalize(self.critic(torch.from_numpy(states)))
-        return v.numpy()
+        v = self.value_normalizer.denormalize(self.critic(torch.from_numpy(states).to(self.device)))
+        return v.cpu().numpy()
 
     # -- learning ------------------------------------------------------------------------------
     def minibatches(self, size: int, count: int) -> list[np.ndarray]:

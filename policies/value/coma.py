@@ -82,11 +82,12 @@ class CounterfactualCritic(nn.Module):
         n, a = self.num_agents, self.num_actions
         lead = obs.shape[:-2]
         joint = F.one_hot(actions, a).float().reshape(*lead, 1, n * a).expand(*lead, n, n * a)
-        hide_own = (1.0 - torch.eye(n)).repeat_interleave(a, dim=-1)  # zero agent a's own action
+        hide_own = (1.0 - torch.eye(n, device=obs.device)).repeat_interleave(a, dim=-1)  # zero agent a's own action
         last = F.one_hot(last_actions.clamp(min=0), a).float() * (last_actions >= 0)[..., None]
         last = last.reshape(*lead, 1, n * a).expand(*lead, n, n * a)
         x = torch.cat([states.unsqueeze(-2).expand(*lead, n, states.shape[-1]), obs,
-                       joint * hide_own, last, torch.eye(n).expand(*lead, n, n)], -1)
+                       joint * hide_own, last, torch.eye(n, device=obs.device).expand(*lead, n, n)],
+                      -1)
         return self.net(x)
 
 
@@ -118,12 +119,13 @@ class COMA(EpisodicAlgorithm):
     @torch.no_grad()
     def select_actions(self, obs: np.ndarray, last_actions: np.ndarray, hidden: torch.Tensor,
                        env_steps: int) -> tuple[np.ndarray, torch.Tensor]:
-        x = agent_inputs(torch.from_numpy(obs), torch.from_numpy(last_actions) if
+        x = agent_inputs(torch.from_numpy(obs).to(self.device),
+                         torch.from_numpy(last_actions).to(self.device) if
                          self.cfg.last_action else None, self.num_actions, self.cfg.agent_id)
         logits, hidden = self.agent(x, hidden)
         self.epsilon = linear_epsilon(self.cfg, env_steps)  # the next update's behaviour policy
         probs = self.behaviour_probs(logits, self.epsilon)
-        return torch.distributions.Categorical(probs=probs).sample().numpy(), hidden
+        return torch.distributions.Categorical(probs=probs).sample().cpu().numpy(), hidden
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg

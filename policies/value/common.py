@@ -123,7 +123,7 @@ def agent_inputs(obs: torch.Tensor, last_actions: torch.Tensor | None, num_actio
                      * (last_actions >= 0).unsqueeze(-1).float())  # -1: no previous action
     if agent_id:
         n = obs.shape[-2]
-        parts.append(torch.eye(n).expand(*obs.shape[:-1], n))
+        parts.append(torch.eye(n, device=obs.device).expand(*obs.shape[:-1], n))
     return torch.cat(parts, -1)
 
 
@@ -167,8 +167,9 @@ def normalized_batch(batch: dict[str, torch.Tensor], obs_norm: ObservationNormal
     out = dict(batch)
     for key, norm in (("obs", obs_norm), ("state", state_norm)):
         if norm.enabled:
-            mean = torch.as_tensor(norm.mean, dtype=torch.float32)
-            std = torch.as_tensor(np.sqrt(norm.var + 1e-8), dtype=torch.float32)
+            device = batch[key].device
+            mean = torch.as_tensor(norm.mean, dtype=torch.float32, device=device)
+            std = torch.as_tensor(np.sqrt(norm.var + 1e-8), dtype=torch.float32, device=device)
             out[key] = ((batch[key] - mean) / std).clamp(-norm.clip, norm.clip)
     return out
 
@@ -251,6 +252,7 @@ class EpisodicAlgorithm:
     config_class: type[ValueConfig] = ValueConfig
     on_policy = False  # True: train on the latest episodes only (COMA)
     output_kind = "q"  # what the agent network outputs: "q" (act greedily) or "logits"
+    device = torch.device("cpu")  # where the networks live (the trainer's `place` sets it)
 
     def __init__(self, cfg: ValueConfig, spec: EnvSpec, rng: np.random.Generator):
         self.cfg, self.spec, self.rng = cfg, spec, rng
@@ -275,17 +277,18 @@ class EpisodicAlgorithm:
     def select_actions(self, obs: np.ndarray, last_actions: np.ndarray, hidden: torch.Tensor,
                        env_steps: int) -> tuple[np.ndarray, torch.Tensor]:
         """Exploration policy for collection: epsilon-greedy over the agent's Q-values."""
-        x = agent_inputs(torch.from_numpy(obs), torch.from_numpy(last_actions) if
+        x = agent_inputs(torch.from_numpy(obs).to(self.device),
+                         torch.from_numpy(last_actions).to(self.device) if
                          self.cfg.last_action else None, self.num_actions, self.cfg.agent_id)
         q, hidden = self.agent(x, hidden)
-        greedy = self.masked_outputs(q).argmax(-1).numpy()
+        greedy = self.masked_outputs(q).argmax(-1).cpu().numpy()
         eps = linear_epsilon(self.cfg, env_steps)
         random = self.random_actions(greedy.shape)
         explore = self.rng.random(greedy.shape) < eps
         return np.where(explore, random, greedy), hidden
 
     def random_actions(self, shape: tuple[int, ...]) -> np.ndarray:
-        counts = self.available.sum(-1).numpy()
+        counts = self.available.sum(-1).cpu().numpy()
         return (self.rng.random(shape) * counts).astype(np.int64)
 
     def exploration_figures(self, env_steps: int) -> dict[str, float]:

@@ -110,7 +110,8 @@ class CounterfactualJointActionValue(nn.Module):
     def forward(self, states: torch.Tensor, hiddens: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         enc = self.encode(torch.cat([hiddens, F.one_hot(actions, self.num_actions).float()], -1))
         others = enc.sum(-2, keepdim=True) - enc  # (..., N, E): everyone but agent a
-        ids = torch.eye(self.num_agents).expand(*hiddens.shape[:-1], self.num_agents)
+        ids = torch.eye(self.num_agents, device=hiddens.device).expand(*hiddens.shape[:-1],
+                                                                       self.num_agents)
         own = self.own(torch.cat([hiddens, ids], -1))
         s = states.unsqueeze(-2).expand(*hiddens.shape[:-1], states.shape[-1])
         return self.out(torch.cat([s, others, own], -1))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from policies.envs import EPISODE_METRICS, ParallelEnvBatch, SimVecEnv
+from policies.networks import cpu_modules, to_device
 from policies.normalization import ObservationNormalizer
 from policies.trainer import Trainer, make_batched_env, segment_seed
 from policies.value import VALUE_ALGORITHMS
@@ -122,7 +123,7 @@ class EpisodicTrainer(Trainer):
         ep = episodes.data
         obs = env.reset(seed=segment_seed(self.seed, self.update))
         active = np.ones(e, bool)
-        hidden = torch.zeros(e, n, algo.hidden_size)
+        hidden = torch.zeros(e, n, algo.hidden_size, device=self.device)
         last = -np.ones((e, n), np.int64)
         figures: dict[str, np.ndarray] = {k: np.zeros(e) for k in EPISODE_METRICS}
         seen: set[str] = set()
@@ -182,7 +183,8 @@ class EpisodicTrainer(Trainer):
             for _ in range(acfg.updates_per_collect):
                 batch = (self.buffer.latest(self.env.num_envs) if self.algo.on_policy
                          else self.buffer.sample(acfg.batch_episodes, self.rng))
-                losses = self.algo.update(normalized_batch(batch, self.obs_norm, self.state_norm))
+                losses = self.algo.update(normalized_batch(to_device(batch, self.device),
+                                                           self.obs_norm, self.state_norm))
         losses.update(self.algo.exploration_figures(self.global_step))
         return losses
 
@@ -194,7 +196,8 @@ class EpisodicTrainer(Trainer):
                    "agent_id": acfg.agent_id, "last_action": acfg.last_action,
                    "output": algo.output_kind, "epsilon": acfg.epsilon_finish}
         return RecurrentAgentPolicy(spec.agents, spec.observation_spaces, spec.action_spaces,
-                                    algo.agent, self.obs_norm, network, self.policy_metadata())
+                                    cpu_modules(algo.agent), self.obs_norm, network,
+                                    self.policy_metadata())
 
     def checkpoint_fields(self) -> dict[str, Any]:
         """The replay buffer and its padded length (which may have grown during the run)."""
