@@ -370,7 +370,9 @@ def _random_policy(recurrent: bool, seed: int = 0, env: dict | None = None):
 
 def bench_infer(repeats: int = 2000, bundle: str | None = None,
                 console: Console | None = None) -> dict[str, float]:
-    """Batch-1 latency of the same actor graph in torch eager and in onnxruntime."""
+    """Batch-1 latency of the same actor graph in torch eager and in onnxruntime; then the
+    bundle's batch-1 and batch-64 latency in onnxruntime on the CPU and, where onnxruntime-gpu
+    has a working CUDA (or TensorRT) provider, on the GPU (`provider_latencies`)."""
     import tempfile
 
     import torch
@@ -395,6 +397,7 @@ def bench_infer(repeats: int = 2000, bundle: str | None = None,
                 "onnx / torch (p50)", "target", "OnnxPolicy.run p50 [us]"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     results: dict[str, float] = {}
+    provider_rows: list[dict] = []
     for name, policy in cases:
         module = exported_actor(policy, 0)
         obs = torch.zeros(1, policy.obs_sizes[0])
@@ -414,6 +417,7 @@ def bench_infer(repeats: int = 2000, bundle: str | None = None,
             t_onnx = _latencies_us(partial(session.run, None, feeds), repeats)
             # ... and, for reference, the runtime's checked call a node makes.
             t_wrapped = _latencies_us(partial(runtime.run, x, agent), repeats)
+            provider_rows += provider_latencies(name, tmp, repeats)
         p50_t, p99_t = np.percentile(t_torch, [50, 99])
         p50_o, p99_o = np.percentile(t_onnx, [50, 99])
         ratio = p50_o / p50_t
@@ -421,7 +425,50 @@ def bench_infer(repeats: int = 2000, bundle: str | None = None,
         table.add_row(name, f"{p50_t:.1f} / {p99_t:.1f}", f"{p50_o:.1f} / {p99_o:.1f}",
                       f"{ratio:.2f}", "<= 0.33", f"{np.percentile(t_wrapped, 50):.1f}")
     console.print(table)
+    batches = Table(title=f"onnxruntime session.run latency by execution provider and batch "
+                          f"({repeats} calls each; inputs and outputs in host memory)")
+    for col in ("policy", "provider", "batch", "p50 (us)", "p99 (us)", "p50 per obs (us)"):
+        batches.add_column(col, justify="left" if col in ("policy", "provider") else "right")
+    for row in provider_rows:
+        if "error" in row:
+            batches.add_row(row["policy"], row["provider"], "-", "-", "-", row["error"])
+            continue
+        batches.add_row(row["policy"], row["provider"], str(row["batch"]), f"{row['p50']:.1f}",
+                        f"{row['p99']:.1f}", f"{row['p50'] / row['batch']:.2f}")
+        results[f"{row['policy']} {row['provider']} batch {row['batch']} p50_us"] = row["p50"]
+    console.print(batches)
     return results
+
+
+def provider_latencies(name: str, bundle: str | Path, repeats: int,
+                       batches: tuple[int, ...] = (1, 64)) -> list[dict]:
+    """session.run latency of a bundle's first model at each batch size on the CPU, and on
+    CUDA / TensorRT where onnxruntime offers them (`choose_providers("auto")`); a provider
+    that fails to start gives a row saying why instead of figures."""
+    from marl_ros.runtime import BundleError, OnnxPolicy, choose_providers
+
+    offered = choose_providers("auto")
+    names = ["cpu"] + [p for p, ep in (("cuda", "CUDAExecutionProvider"),
+                                       ("tensorrt", "TensorrtExecutionProvider"))
+                       if ep in offered]
+    rows = []
+    for provider in names:
+        try:
+            runtime = OnnxPolicy.load(bundle, provider=provider)
+        except BundleError as err:
+            rows.append({"policy": name, "provider": provider, "error": str(err)[:60]})
+            continue
+        agent = runtime.agents[0]
+        session = runtime._sessions[runtime.meta["models"][agent]]
+        for batch in batches:
+            feeds = {"obs": np.zeros((batch, runtime.obs_sizes[agent]), np.float32)}
+            if runtime.hidden_size:
+                feeds["h_in"] = np.zeros((batch, runtime.hidden_size), np.float32)
+            t = _latencies_us(partial(session.run, None, feeds), repeats)
+            p50, p99 = np.percentile(t, [50, 99])
+            rows.append({"policy": name, "provider": provider, "batch": batch, "p50": p50,
+                         "p99": p99})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------
@@ -653,7 +700,7 @@ def train_throughput(algo: str, seconds: float = 30.0, seed: int = 0,
     out = {"num_envs": float(trainer.env.num_envs), "env_steps": float(steps),
            "seconds": total, "train_steps_per_s": steps / total,
            "collect_steps_per_s": steps / collect_s, "update_fraction": update_s / total,
-           "torch_threads": float(torch.get_num_threads())}
+           "torch_threads": float(torch.get_num_threads()), "device": str(trainer.device)}
     if grads0 is not None:
         grads = trainer.algo.gradient_steps - grads0
         out.update(gradient_steps=float(grads), updates_per_s=grads / total,
@@ -665,31 +712,39 @@ def train_throughput(algo: str, seconds: float = 30.0, seed: int = 0,
 
 
 def bench_train_throughput(algos: tuple[str, ...], seconds: float = 30.0, seed: int = 0,
-                           config: dict | None = None,
-                           console: Console | None = None) -> dict[str, float]:
-    """`marl-ros bench train --throughput SECONDS`: `train_throughput` of each algorithm with
-    the bare env steps/s of the same vector env (same num_envs, random-walk actions, no
-    policy, no learning) measured in the same run; no evaluation, no coverage."""
+                           config: dict | None = None, console: Console | None = None,
+                           devices: tuple[str, ...] = ()) -> dict[str, float]:
+    """`marl-ros bench train --throughput SECONDS [--device cpu cuda]`: `train_throughput` of
+    each algorithm (on each `trainer.device` of `devices`; none: the config's, auto) with the
+    bare env steps/s of the same vector env (same num_envs, random-walk actions, no policy, no
+    learning) measured in the same run; no evaluation, no coverage."""
+    from policies.config import merge
+
     console = console or Console(width=150)
     table = Table(title=f"marl-ros bench train --throughput {seconds:g}: coverage, 4 drones, "
                         f"20 x 20, T = 100, fast backend, steady state after warm-up",
                   caption="train: collect + update_step wall clock; collect only: env "
                           "stepping, actors, normalisation, replay add; updates: gradient "
                           "steps (off-policy: one critic step, + actors every policy_delay)")
-    for col in ("algorithm", "envs", "train env steps/s", "grad updates/s",
+    for col in ("algorithm", "device", "envs", "train env steps/s", "grad updates/s",
                 "collect-only env steps/s", "time in updates", "bare env steps/s",
                 "train / bare", "collect / bare"):
         table.add_column(col, justify="left" if col == "algorithm" else "right")
     results: dict[str, float] = {}
-    for algo in algos:
-        console.print(f"[dim]{algo}: warm-up, then {seconds:g} s...[/dim]", highlight=False)
-        r = train_throughput(algo, seconds, seed=seed, config=config)
+    runs = [(algo, device) for algo in algos for device in (devices or (None,))]
+    for algo, device in runs:
+        console.print(f"[dim]{algo}{f' on {device}' if device else ''}: warm-up, then "
+                      f"{seconds:g} s...[/dim]", highlight=False)
+        run_config = merge(config or {}, {"trainer": {"device": device}} if device else {})
+        r = train_throughput(algo, seconds, seed=seed, config=run_config)
         bare = fast_env_rate(int(r["num_envs"]), min(3.0, max(0.5, seconds / 10)), seed=seed,
                              env=(config or {}).get("env"))
         r["bare_env_steps_per_s"] = bare
-        results.update({f"{algo}_{k}": v for k, v in r.items()})
+        key = f"{algo}_{device}" if device else algo
+        results.update({f"{key}_{k}": v for k, v in r.items()})
         grads = f"{r['updates_per_s']:,.1f}" if "updates_per_s" in r else "-"
-        table.add_row(algo, f"{r['num_envs']:.0f}", f"{r['train_steps_per_s']:,.0f}", grads,
+        table.add_row(algo, r["device"], f"{r['num_envs']:.0f}", f"{r['train_steps_per_s']:,.0f}",
+                      grads,
                       f"{r['collect_steps_per_s']:,.0f}", f"{100 * r['update_fraction']:.0f}%",
                       f"{bare:,.0f}", f"{r['train_steps_per_s'] / bare:.3f}",
                       f"{r['collect_steps_per_s'] / bare:.3f}")
@@ -701,7 +756,8 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
                 budget_minutes: float = 30.0, segment_steps: int = 500_000, episodes: int = 10,
                 seed: int = 0, console: Console | None = None,
                 out_dir: str | Path | None = None,
-                throughput_seconds: float | None = None) -> dict[str, float]:
+                throughput_seconds: float | None = None,
+                devices: tuple[str, ...] = ()) -> dict[str, float]:
     """Train each algorithm on the default coverage task (4 drones, 20 x 20, T = 100, fast
     backend) in segments; after each, evaluate deterministically in PyBullet. Reports the
     training wall clock (evaluation excluded) at which coverage first reaches `threshold`,
@@ -709,7 +765,8 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
     the bare env steps/s of the same vector env. Any algorithm works (the episodic family
     trains on discrete actions by its config); runs are kept under `out_dir` when given
     (then `marl-ros eval` / `export` them). `throughput_seconds`: only the short steady-state
-    throughput measurement (`bench_train_throughput`), no training to a threshold."""
+    throughput measurement (`bench_train_throughput`), no training to a threshold.
+    `devices`: the `trainer.device` of each throughput measurement; one for a threshold run."""
     import tempfile
 
     import torch
@@ -718,7 +775,11 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
 
     torch.set_num_threads(1)
     if throughput_seconds is not None:
-        return bench_train_throughput(algos, throughput_seconds, seed=seed, console=console)
+        return bench_train_throughput(algos, throughput_seconds, seed=seed, console=console,
+                                      devices=devices)
+    if len(devices) > 1:
+        raise ValueError("several --device values are for --throughput (CPU vs GPU); a run to "
+                         "the coverage threshold trains on one, e.g. --device cuda.")
     console = console or Console(width=120)
     eval_seed = 12345
     random_walk = evaluate_random_walk("coverage", episodes=episodes, backend="pybullet",
@@ -733,7 +794,8 @@ def bench_train(algos: tuple[str, ...] = ("mappo", "happo"), threshold: float = 
     with tempfile.TemporaryDirectory(prefix="marl_ros_bench_train_") as tmp:
         for algo in algos:
             out = Path(out_dir or tmp) / algo
-            config = {"trainer": {"progress": False, "tensorboard": False}}
+            config = {"trainer": {"progress": False, "tensorboard": False,
+                                  **({"device": devices[0]} if devices else {})}}
             steps, train_s, reached, grads = 0, 0.0, None, None
             while train_s < budget_minutes * 60:
                 steps += segment_steps

@@ -60,7 +60,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "train":
         bench.bench_train(tuple(args.algos), threshold=args.threshold,
                           budget_minutes=args.minutes, segment_steps=args.segment_steps,
-                          out_dir=args.out, throughput_seconds=args.throughput)
+                          out_dir=args.out, throughput_seconds=args.throughput,
+                          devices=tuple(args.device or ()))
     elif args.what == "infer":
         bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
     elif args.what == "envs":
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train: only measure steady-state throughput for SECONDS per "
                             "algorithm after warm-up (env steps/s, gradient updates/s, time in "
                             "updates, bare env steps/s); no evaluation, nothing written")
+    bench.add_argument("--device", nargs="+", default=None, metavar="DEVICE",
+                       help="train: trainer.device of each run (auto, cpu, cuda, cuda:N); "
+                            "with --throughput one row per device, e.g. --device cpu cuda")
     bench.add_argument("--seconds", type=float, default=None,
                        help="sim: measuring time per figure (default 3); ros: per row (default 10); "
                             "envs: per row (default 5)")
