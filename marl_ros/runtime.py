@@ -75,6 +75,23 @@ def cuda_driver_present() -> bool:
     return ctypes.util.find_library("cuda") is not None
 
 
+def preload_cuda_libraries() -> None:
+    """Best effort: onnxruntime-gpu 1.21+ loads CUDA and cuDNN from the nvidia-* pip packages
+    (those the CUDA build of torch installs), which the runtime needs because it never imports
+    torch; a system CUDA on the library path needs nothing. If they are missing, the session
+    does not start its CUDA provider: `OnnxPolicy.load` refuses an explicit cuda or tensorrt
+    in one sentence, and with auto runs on the CPU (`OnnxPolicy.providers` says which)."""
+    import importlib.util
+
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls") and importlib.util.find_spec("nvidia") is not None:
+        try:
+            ort.preload_dlls()
+        except Exception:  # onnxruntime's own loader errors; OnnxPolicy.load's check reports
+            pass
+
+
 def choose_providers(provider: str = "auto") -> list[str]:
     """onnxruntime execution providers, best first. auto: TensorRT where onnxruntime-gpu has
     it and its libraries are installed, then CUDA where it has that and a driver is present,
@@ -197,6 +214,8 @@ class OnnxPolicy:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = choose_providers(provider)
+        if providers[0] != PROVIDERS["cpu"]:
+            preload_cuda_libraries()
         sessions = {}
         for name in files:
             try:
