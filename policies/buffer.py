@@ -20,6 +20,10 @@ import torch
 
 
 class RolloutBuffer:
+    # the arrays of a rollout (what a Ray rollout worker sends back to the learner)
+    FIELDS = ("obs", "states", "actions", "log_probs", "hiddens", "starts", "values", "rewards",
+              "dones", "final_values", "advantages", "returns")
+
     def __init__(self, steps: int, num_envs: int, num_agents: int, obs_size: int,
                  state_size: int, action_size: int, hidden_size: int):
         t, e, n = steps, num_envs, num_agents

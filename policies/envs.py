@@ -47,6 +47,13 @@ from policies.networks import action_size
 EPISODE_METRICS = ("coverage", "mean_landmark_distance", "capture", "capture_time")
 
 
+def episode_means(finished: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each figure over the episodes that finished in an iteration ({} if none)."""
+    if not finished:
+        return {}
+    return {k: float(np.mean([ep[k] for ep in finished if k in ep])) for k in finished[0]}
+
+
 @dataclass
 class EnvSpec:
     """What the learner needs to know about an environment."""

@@ -56,8 +56,10 @@ import torch
 
 from policies.config import save_config, trainer_config
 from policies.envs import ParallelEnvBatch, SimVecEnv, SubprocessEnvBatch
+from policies.networks import place, resolve_device
 from policies.normalization import ObservationNormalizer
 from policies.policy import atomic_torch_save
+from policies.rollout_workers import RolloutWorkers
 
 CHECKPOINT_VERSION = 1
 
@@ -98,11 +100,13 @@ class Trainer:
     """The shared loop; a family's subclass supplies the hooks listed in the module docstring."""
 
     algorithms: dict[str, Any] = {}
+    supports_workers = False  # collection is `rollout` + `absorb`: Ray rollout workers can do it
 
     def __init__(self, resolved: dict[str, Any], env_fn: str | Callable[[], Any],
                  out_dir: str | Path | None = None, resume: bool = False):
         self.config = resolved
         self.tcfg = trainer_config(resolved["trainer"])
+        self.device = self.resolve_device()  # before any environment is built
         torch.set_num_threads(self.tcfg.torch_threads)
         self.seed = int(resolved["seed"])
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -110,10 +114,15 @@ class Trainer:
             raise ValueError(f"{type(self).__name__} does not train {resolved['algorithm']!r}; "
                              "policies.train picks the trainer of its family "
                              "(policies.family_trainer).")
+        if self.tcfg.workers and not self.supports_workers:
+            raise ValueError(f"trainer.workers={self.tcfg.workers}: Ray rollout workers serve the "
+                             "on-policy, off-policy and mean-field families, not "
+                             f"{resolved['algorithm']}; set trainer.workers=0.")
         self.env = self.make_env(env_fn, resolved)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self.algo = self.make_algorithm(self.algorithms[resolved["algorithm"]], resolved)
+        place(self.algo, self.device)  # built on the CPU (the same weights), learns on the device
         self.state_norm = ObservationNormalizer((self.env.spec.state_size,),
                                                 enabled=self.tcfg.normalize_state)
         self.make_storage()
@@ -132,7 +141,15 @@ class Trainer:
             self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.global_step or None)
 
     # -- family hooks ----------------------------------------------------------------------------
+    def resolve_device(self) -> torch.device:
+        """Where the networks learn: `trainer.device` (auto = CUDA when torch sees one)."""
+        return resolve_device(self.tcfg.device)
+
     def make_env(self, env_fn: str | Callable[[], Any], resolved: dict[str, Any]) -> Any:
+        """The batched environments: in this process, or spread over Ray rollout workers
+        (`trainer.workers`) for the families whose collection is `rollout` + `absorb`."""
+        if self.tcfg.workers:
+            return RolloutWorkers(type(self), resolved, env_fn)
         return make_batched_env(env_fn, resolved)
 
     def make_algorithm(self, algo_cls: Any, resolved: dict[str, Any]) -> Any:
@@ -162,8 +179,30 @@ class Trainer:
         raise NotImplementedError
 
     def collect(self) -> dict[str, float]:
-        """Fill the buffer and advance `global_step`; returns finished-episode means."""
+        """Fill the buffer and advance `global_step`; returns finished-episode means. A family
+        with `rollout` and `absorb` collects here or on its Ray rollout workers."""
+        record = self.env.rollout(self) if self.tcfg.workers else self.rollout()
+        return self.absorb(record)
+
+    def rollout(self) -> dict[str, Any]:
+        """Step this process's environments for one iteration into the storage; returns what
+        `absorb` needs (raw inputs for the normalisers, finished episodes, env steps)."""
         raise NotImplementedError
+
+    def absorb(self, record: dict[str, Any]) -> dict[str, float]:
+        """The learner's side of an iteration's data; returns finished-episode means."""
+        raise NotImplementedError
+
+    def restart_envs(self) -> None:
+        """Restart the environments: here, or on the rollout workers at their next rollout."""
+        if self.tcfg.workers:
+            self.segment_ended()
+            self.env.restart()
+        else:
+            self.start_segment()
+
+    def segment_ended(self) -> None:
+        """The learner's part of an environment restart (the off-policy n-step window)."""
 
     def update_step(self) -> dict[str, float]:
         """The iteration's learning from the buffer; returns the figures to log."""
@@ -185,7 +224,7 @@ class Trainer:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         planned = self.plan(total_steps)
-        self.start_segment()
+        self.restart_envs()
         progress = Progress(TextColumn(f"[bold]{self.config['algorithm']}"), BarColumn(),
                             TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
                             TextColumn("{task.fields[rate]:>8} steps/s"),
@@ -212,7 +251,7 @@ class Trainer:
                                 cov=f"{100 * last['coverage']:.1f}%" if "coverage" in last else "-")
                 if self.out_dir is not None and self.update % self.tcfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                    self.start_segment()  # where a resumed run restarts its environments
+                    self.restart_envs()  # where a resumed run restarts its environments
         policy = self.policy()
         if self.out_dir is not None:
             if self.update % self.tcfg.checkpoint_every:
@@ -254,8 +293,9 @@ class Trainer:
         """Provenance every exported policy carries."""
         metadata = {"algorithm": self.config["algorithm"], "seed": self.seed,
                     "global_step": self.global_step, "scenario": self.config.get("scenario")}
-        if isinstance(self.env, SimVecEnv):
-            metadata["env_config"] = self.env.cfg.to_dict()
+        sim_cfg = self.env.cfg if isinstance(self.env, SimVecEnv | RolloutWorkers) else None
+        if sim_cfg is not None:
+            metadata["env_config"] = sim_cfg.to_dict()
         return metadata
 
     def save_checkpoint(self) -> Path:
@@ -274,6 +314,8 @@ class Trainer:
         if self.out_dir is None or not (self.out_dir / "checkpoint.pt").exists():
             raise FileNotFoundError(f"no checkpoint.pt in {self.out_dir}; resume needs the folder of "
                                     "a run that saved at least one checkpoint.")
+        # On the CPU whatever device wrote it (the torch RNG state must be a CPU tensor); the
+        # modules' and optimisers' load_state_dict copy the weights and moments onto the device.
         data = torch.load(self.out_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
         if data.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {data.get('version')!r} is not "

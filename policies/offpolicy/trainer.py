@@ -16,12 +16,14 @@ window to the shared fields, and the environments restart after each checkpoint 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from policies.envs import EPISODE_METRICS
+from policies.envs import EPISODE_METRICS, episode_means
+from policies.networks import cpu_modules, cpu_state_dict
 from policies.offpolicy import OFFPOLICY_ALGORITHMS
 from policies.offpolicy.common import TransitionBuffer
 from policies.policy import TrainedPolicy
@@ -62,12 +64,18 @@ class OffPolicyTrainer(Trainer):
         self.episode_return = np.zeros(e)
         self.episode_length = np.zeros(e, np.int64)
 
-    def collect(self) -> dict[str, float]:
-        """`rollout_steps` joint steps of every env into the replay buffer."""
+    supports_workers = True
+
+    def rollout(self, sink: Callable[[dict[str, np.ndarray]], None] | None = None) -> dict[str, Any]:
+        """`rollout_steps` joint steps of every env with the exploring actors; each step's
+        transitions go to `sink` (default `store`: the replay buffer)."""
         algo, env = self.algo, self.env
+        sink = sink or self.store
         raw_obs, raw_states, finished = [], [], []
-        for _ in range(self.tcfg.rollout_steps):
-            actions = algo.explore(self.obs_norm(self.obs), self.global_step, self.members)
+        for t in range(self.tcfg.rollout_steps):
+            # the exploration schedules follow the run's env-step count (all workers' envs)
+            env_steps = self.global_step + t * self.schedule_stride
+            actions = algo.explore(self.obs_norm(self.obs), env_steps, self.members)
             next_obs, reward, terminated, _, infos = env.step(algo.env_actions(actions))
             done = infos["done"].astype(bool)
             next_state = self.env_state()
@@ -79,13 +87,12 @@ class OffPolicyTrainer(Trainer):
             agent_rewards = infos.get("agent_rewards")
             if agent_rewards is None:
                 agent_rewards = np.repeat(reward[:, None], env.spec.num_agents, 1)
-            self.store(dict(obs=self.obs, state=self.state, actions=actions,
-                            rewards=agent_rewards, next_obs=stored_obs, next_state=stored_state,
-                            terminated=(terminated & done).astype(np.float32),
-                            subpolicy=self.members, done=done))
+            sink(dict(obs=self.obs, state=self.state, actions=actions, rewards=agent_rewards,
+                      next_obs=stored_obs, next_state=stored_state,
+                      terminated=(terminated & done).astype(np.float32), subpolicy=self.members,
+                      done=done))
             raw_obs.append(self.obs)
             raw_states.append(self.state)
-            self.global_step += env.num_envs
             self.episode_return += reward
             self.episode_length += 1
             for i in np.flatnonzero(done):
@@ -98,12 +105,49 @@ class OffPolicyTrainer(Trainer):
             if done.any():
                 self.members[done] = algo.draw_subpolicies(int(done.sum()))
             self.obs, self.state = next_obs, next_state
-        self.obs_norm.update(np.stack(raw_obs))
+        return {"raw_obs": np.stack(raw_obs), "raw_states": np.stack(raw_states),
+                "finished": finished, "steps": self.tcfg.rollout_steps * env.num_envs}
+
+    @property
+    def schedule_stride(self) -> int:
+        """Env steps the run takes per joint step: this process's envs, or all the workers'."""
+        return getattr(self, "total_envs", self.env.num_envs)
+
+    def absorb(self, record: dict[str, Any]) -> dict[str, float]:
+        """The learner's side of a rollout (already in the replay): statistics, step count."""
+        self.obs_norm.update(record["raw_obs"])
         if self.stores_state:
-            self.state_norm.update(np.stack(raw_states))
-        if not finished:
-            return {}
-        return {k: float(np.mean([ep[k] for ep in finished if k in ep])) for k in finished[0]}
+            self.state_norm.update(record["raw_states"])
+        self.global_step += record["steps"]
+        return episode_means(record["finished"])
+
+    # -- Ray rollout workers (`policies.rollout_workers`) ----------------------------------------
+    def acting_state(self) -> dict[str, Any]:
+        """What a rollout worker explores with: the actors and the observation statistics."""
+        return {"actors": cpu_state_dict(self.algo.actors), "obs_norm": self.obs_norm.state_dict()}
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.algo.actors.load_state_dict(state["actors"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+
+    def worker_rollout(self) -> dict[str, Any]:
+        steps: list[dict[str, np.ndarray]] = []
+        # copies: the loop reuses some arrays in place (a finished episode's subpolicy row)
+        record = self.rollout(lambda step: steps.append({k: np.array(v) for k, v in step.items()}))
+        record["transitions"] = steps
+        return record
+
+    def merge_rollouts(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The workers' steps, joined env-wise (workers' envs in order), into the replay."""
+        for joint in zip(*(r["transitions"] for r in records), strict=True):
+            self.store({k: np.concatenate([step[k] for step in joint]) for k in joint[0]})
+        return {"raw_obs": np.concatenate([r["raw_obs"] for r in records], 1),
+                "raw_states": np.concatenate([r["raw_states"] for r in records], 1),
+                "finished": [ep for r in records for ep in r["finished"]],
+                "steps": sum(r["steps"] for r in records)}
+
+    def segment_ended(self) -> None:
+        self.flush_pending()
 
     def store(self, step: dict[str, np.ndarray]) -> None:
         """One joint step of every env into the replay: as it is (n_step 1), or through the
@@ -175,7 +219,8 @@ class OffPolicyTrainer(Trainer):
         elif self.obs_critic:  # the critics' input: every agent's observation, in agent order
             batch["state"] = batch["obs"].reshape(len(index), -1)
             batch["next_state"] = batch["next_obs"].reshape(len(index), -1)
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device)
+                for k, v in batch.items()}
 
     def update_step(self) -> dict[str, float]:
         """`utd_ratio` gradient steps per env step of this iteration, once learning starts."""
@@ -198,7 +243,7 @@ class OffPolicyTrainer(Trainer):
         network = {"actor": "deterministic", "hidden_sizes": list(acfg.hidden_sizes),
                    "activation": acfg.activation}
         return TrainedPolicy(spec.agents, spec.observation_spaces, spec.action_spaces,
-                             self.algo.actors, self.obs_norm, acfg.share_params,
+                             cpu_modules(self.algo.actors), self.obs_norm, acfg.share_params,
                              self.algo.id_size, network, self.policy_metadata())
 
     def checkpoint_fields(self) -> dict[str, Any]:

@@ -11,11 +11,13 @@ only after a checkpoint (see `policies.trainer`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from policies.buffer import RolloutBuffer
-from policies.envs import EPISODE_METRICS
+from policies.envs import EPISODE_METRICS, episode_means
+from policies.networks import cpu_modules, cpu_state_dict, to_device
 from policies.onpolicy import ALGORITHMS
 from policies.policy import TrainedPolicy
 from policies.trainer import Trainer, segment_seed
@@ -25,6 +27,7 @@ class OnPolicyTrainer(Trainer):
     """MAPPO, HAPPO, HATRPO, HAA2C: rollouts of a stochastic actor, one update per rollout."""
 
     algorithms = ALGORITHMS
+    supports_workers = True
 
     def make_storage(self) -> None:
         """The observation normaliser (per agent unless shared) and the rollout buffer."""
@@ -49,8 +52,9 @@ class OnPolicyTrainer(Trainer):
         self.episode_return = np.zeros(e)
         self.episode_length = np.zeros(e, np.int64)
 
-    def collect(self) -> dict[str, float]:
-        """One rollout of `rollout_steps` into the buffer; returns finished-episode means."""
+    def rollout(self) -> dict[str, Any]:
+        """Step the environments for one rollout into the buffer (advantages included) with
+        the current actors, critic and normalisers; returns what `absorb` learns from."""
         algo, buf = self.algo, self.buffer
         raw_obs, raw_states, finished = [], [], []
         for _ in range(buf.steps):
@@ -81,24 +85,58 @@ class OnPolicyTrainer(Trainer):
             self.obs, self.starts, self.hidden = next_obs, done.astype(np.float32), hidden
         last_values = algo.values(self.state_norm(self.env.state()))
         buf.compute_advantages(last_values, algo.cfg.gamma, algo.cfg.gae_lambda)
-        algo.value_normalizer.update(buf.returns)
-        self.obs_norm.update(np.stack(raw_obs))
-        self.state_norm.update(np.stack(raw_states))
-        self.global_step += buf.steps * self.env.num_envs
-        if not finished:
-            return {}
-        return {k: float(np.mean([ep[k] for ep in finished if k in ep])) for k in finished[0]}
+        return {"raw_obs": np.stack(raw_obs), "raw_states": np.stack(raw_states),
+                "finished": finished, "steps": buf.steps * self.env.num_envs}
+
+    def absorb(self, record: dict[str, Any]) -> dict[str, float]:
+        """The learner's side of a rollout (in the buffer): normaliser statistics, step count."""
+        self.algo.value_normalizer.update(self.buffer.returns)
+        self.obs_norm.update(record["raw_obs"])
+        self.state_norm.update(record["raw_states"])
+        self.global_step += record["steps"]
+        return episode_means(record["finished"])
+
+    # -- Ray rollout workers (`policies.rollout_workers`) ----------------------------------------
+    def acting_state(self) -> dict[str, Any]:
+        """What a rollout worker acts with: actors, critic (GAE), value and input statistics."""
+        algo = self.algo
+        return {"actors": cpu_state_dict(algo.actors), "critic": cpu_state_dict(algo.critic),
+                "value_normalizer": algo.value_normalizer.state_dict(),
+                "obs_norm": self.obs_norm.state_dict(), "state_norm": self.state_norm.state_dict()}
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        algo = self.algo
+        algo.actors.load_state_dict(state["actors"])
+        algo.critic.load_state_dict(state["critic"])
+        algo.value_normalizer.load_state_dict(state["value_normalizer"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        self.state_norm.load_state_dict(state["state_norm"])
+
+    def worker_rollout(self) -> dict[str, Any]:
+        record = self.rollout()
+        record["buffer"] = {name: getattr(self.buffer, name) for name in RolloutBuffer.FIELDS}
+        return record
+
+    def merge_rollouts(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The workers' rollouts as one over all environments (workers' envs in order)."""
+        for name in RolloutBuffer.FIELDS:
+            getattr(self.buffer, name)[:] = np.concatenate([r["buffer"][name] for r in records], 1)
+        return {"raw_obs": np.concatenate([r["raw_obs"] for r in records], 1),
+                "raw_states": np.concatenate([r["raw_states"] for r in records], 1),
+                "finished": [ep for r in records for ep in r["finished"]],
+                "steps": sum(r["steps"] for r in records)}
 
     def update_step(self) -> dict[str, float]:
         """The algorithm's update on the rollout (after the optional learning-rate decay)."""
         if self.algo.cfg.anneal_lr:
             self.algo.set_learning_rate(1.0 - self.update / self.num_updates)
-        return self.algo.update(self.buffer.sequences(self.algo.cfg.chunk_len))
+        return self.algo.update(to_device(self.buffer.sequences(self.algo.cfg.chunk_len),
+                                          self.device))
 
     def policy(self) -> TrainedPolicy:
         spec, acfg = self.env.spec, self.algo.cfg
         network = {k: getattr(acfg, k) for k in ("hidden_sizes", "activation", "recurrent",
                                                  "gru_size", "init_log_std")}
         return TrainedPolicy(spec.agents, spec.observation_spaces, spec.action_spaces,
-                             self.algo.actors, self.obs_norm, acfg.share_params,
+                             cpu_modules(self.algo.actors), self.obs_norm, acfg.share_params,
                              self.algo.id_size, network, self.policy_metadata())
