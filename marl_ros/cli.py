@@ -192,6 +192,37 @@ def training_granularity(resolved: dict) -> str:
             f"{trainer['rollout_steps']} steps")
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train algorithms x seeds x a grid of overrides as Ray tasks, then summarise the runs
+    (a thin layer over policies.sweep)."""
+    from policies import sweep
+
+    out = Path(args.out)
+    failed = []
+    if not args.summarize:
+        if not args.algos:
+            raise ValueError("--algos is required to run a sweep (only --summarize, which "
+                             "trains nothing, may leave it out).")
+        if args.steps < 1:
+            raise ValueError(f"--steps must be a positive number of env steps (got {args.steps:,}).")
+        spec = sweep.SweepSpec(algos=list(args.algos), scenario=args.scenario,
+                               seeds=list(args.seeds), steps=args.steps,
+                               grid=sweep.parse_grid(args.grid), fixed=list(args.overrides))
+        start = time.perf_counter()
+        result = sweep.run_sweep(spec, out, address=args.address, num_cpus=args.num_cpus,
+                                 eval_episodes=args.eval_episodes)
+        failed = result["failed"]
+        print(f"sweep: {len(result['trained'])} trials trained, {result['skipped']} already "
+              f"finished, {len(failed)} failed, in {time.perf_counter() - start:.0f} s")
+    summary = sweep.summarize(out, metric=args.metric, last=args.last, reps=args.reps,
+                              eval_episodes=args.eval_episodes)
+    sweep.print_summary(summary)
+    print(f"wrote {out / 'summary.md'}, {out / 'summary.json'} and {summary['plot']}")
+    for failure in failed:
+        print(f"marl-ros sweep: {failure['trial']} failed: {failure['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Deterministic evaluation of a run: JSON report, learning curve, coverage PNG, GIF; with
     --robustness, a bundle's sim-to-real readiness report (marl_ros.robustness, torch-free)."""
@@ -502,6 +533,45 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the run in --out from its last checkpoint")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     train.set_defaults(func=cmd_train)
+
+    sweep = sub.add_parser(
+        "sweep", help="train algorithms x seeds x hyperparameters on Ray and summarise them "
+                      "(IQM, bootstrap CIs, learning curves)",
+        description="Train every (algorithm, grid point, seed) as a Ray task, each a normal run "
+                    "folder OUT/<algo>/<overrides>/seed<k>; rerunning the same sweep skips "
+                    "finished trials and resumes interrupted ones. Then write OUT/summary.md, "
+                    "summary.json and summary.png: per configuration the interquartile mean of "
+                    "the seeds' final scores with a 95% stratified bootstrap CI (rliable), mean, "
+                    "median, and IQM learning curves with bootstrap bands.")
+    sweep.add_argument("--algos", nargs="+", default=None, metavar="ALGO",
+                       help="algorithms to sweep (required unless --summarize)")
+    sweep.add_argument("--scenario", default="coverage", help="sim scenario (default coverage)")
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                       help="seeds of every configuration (default 0 1 2)")
+    sweep.add_argument("--steps", type=int, default=200_000, help="env steps per trial")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a swept override and its values, e.g. algo.lr_actor=1e-4,5e-4; "
+                            "repeat for a product grid")
+    sweep.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                       metavar="KEY=VALUE", help="overrides of every trial (env.num_drones=2 ...)")
+    sweep.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
+    sweep.add_argument("--address", default=None,
+                       help="Ray cluster address (ray.init(address=...)); default: a local Ray "
+                            "on this machine, shut down at the end")
+    sweep.add_argument("--num-cpus", type=int, default=None,
+                       help="local Ray: trials at once (default the machine's cores)")
+    sweep.add_argument("--metric", choices=["coverage", "episodic_return"], default=None,
+                       help="score (default coverage where the scenario logs it, else the team "
+                            "return)")
+    sweep.add_argument("--last", type=int, default=10,
+                       help="final score = mean of the last N logged values (default 10)")
+    sweep.add_argument("--eval-episodes", type=int, default=0, metavar="N",
+                       help="score each final policy by N deterministic episodes (fast backend) "
+                            "instead of its last training episodes")
+    sweep.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    sweep.add_argument("--summarize", action="store_true",
+                       help="only (re)build the summary from the run folders in --out")
+    sweep.set_defaults(func=cmd_sweep)
 
     evaluate = sub.add_parser(
         "eval", help="evaluate a trained run deterministically, or a bundle's sim-to-real "
