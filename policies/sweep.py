@@ -232,6 +232,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, address: str | None = None,
     check_out_dir(spec, out)
     if num_cpus is not None and num_cpus < 1:
         raise ValueError(f"--num-cpus must be >= 1 (got {num_cpus}).")
+    if num_cpus is not None and address is not None:
+        raise ValueError("--num-cpus sizes a local Ray; a cluster (--address) runs as many trials "
+                         "at once as it has CPUs, so drop one of them.")
     trials = spec.trials()
     todo = [t for t in trials if not (t.run_dir(out) / "policy.pt").is_file()]
     result: dict[str, Any] = {"trials": len(trials), "skipped": len(trials) - len(todo),
