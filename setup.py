@@ -43,7 +43,8 @@ setup(
         "test": ["pytest>=7", "ruff>=0.5"],
         # beyond one process: Ray rollout workers (trainer.workers) and `marl-ros sweep`, whose
         # summary reports interquartile means with bootstrap confidence intervals (rliable)
-        "scale": ["ray>=2.9", "rliable>=1.2"],
+        # (rliable 1.2 needs arch < 8, which does not import beside pandas 3)
+        "scale": ["ray>=2.9", "rliable>=1.2", "pandas<3"],
         # CUDA (and TensorRT where installed) for the ONNX runtime; scripts/dev.sh swaps it in for
         # onnxruntime on a machine with an NVIDIA GPU (the two packages hold the same module)
         "gpu": ["onnxruntime-gpu>=1.17"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -669,7 +670,7 @@ def train_throughput(algo: str, seconds: float = 30.0, seed: int = 0,
 
     config = merge({"trainer": {"progress": False, "tensorboard": False}}, config or {})
     trainer = _new_trainer(algo, config, seed, None, False)
-    trainer.start_segment()
+    trainer.restart_envs()
     acfg = trainer.algo.cfg
 
     def learning() -> bool:
@@ -691,13 +692,18 @@ def train_throughput(algo: str, seconds: float = 30.0, seed: int = 0,
         iteration()
         warmup_iterations += learning()
     steps0, grads0 = trainer.global_step, getattr(trainer.algo, "gradient_steps", None)
-    collect_s = update_s = 0.0
+    collect_s = update_s = worker_s = 0.0
+    iterations = 0
     while collect_s + update_s < seconds:
         c, u = iteration()
         collect_s, update_s = collect_s + c, update_s + u
+        worker_s += getattr(trainer.env, "last_rollout_s", 0.0)  # Ray rollout workers
+        iterations += 1
     total = collect_s + update_s
     steps = trainer.global_step - steps0
     out = {"num_envs": float(trainer.env.num_envs), "env_steps": float(steps),
+           "iterations": float(iterations), "collect_s": collect_s, "update_s": update_s,
+           "worker_rollout_s": worker_s,
            "seconds": total, "train_steps_per_s": steps / total,
            "collect_steps_per_s": steps / collect_s, "update_fraction": update_s / total,
            "torch_threads": float(torch.get_num_threads()), "device": str(trainer.device)}
@@ -900,3 +906,82 @@ def bench_envs(env: str = "mpe2.simple_spread_v3:parallel_env", num_envs: int = 
         table.add_row(str(w), f"{rate:,.0f}", f"{rate / rates[0]:.2f}x")
     console.print(table)
     return rates
+
+
+# ------------------------------------------------------------------------------------------------
+# bench workers: training throughput with Ray rollout workers, and a model to size a cluster
+# ------------------------------------------------------------------------------------------------
+def bench_workers(algos: tuple[str, ...] = ("mappo", "hatd3"), workers: tuple[int, ...] = (0, 1, 2),
+                  seconds: float = 20.0, seed: int = 0,
+                  console: Console | None = None) -> dict[str, float]:
+    """`marl-ros bench workers`: `train_throughput` of each algorithm (default coverage task,
+    its own num_envs, learner on the CPU) in process (0) and with each count of Ray rollout
+    workers, on a local Ray instance, with the ratio to the in-process rate of the same run.
+    Each iteration's time splits into the workers' own stepping (the slowest worker), the
+    transfer (weights out, arrays back, the join and the learner's normaliser updates: the
+    rest of collection) and the learner's update. From them, the model a cluster is sized
+    by: an iteration of S env steps over K workers takes about
+        t(K) = t_step(1) / K + t_transfer + t_update,
+    with t_step(1) one worker stepping every env (measured with K = 1); so throughput is
+    S / t(K) and can never pass S / (t_transfer + t_update): past a few workers the learner
+    (faster on a GPU) and the transfer (a cluster's network) are what to buy."""
+    import ray
+
+    console = console or Console(width=150)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=max(os.cpu_count() or 1, max(workers)), include_dashboard=False)
+    results: dict[str, float] = {}
+    try:
+        for algo in algos:
+            table = Table(title=f"marl-ros bench workers: {algo} on coverage (4 drones, fast "
+                                f"backend), {seconds:g} s per row after warm-up, learner on the "
+                                f"CPU, {os.cpu_count()} cores",
+                          caption="step: the slowest worker's own stepping; transfer: weights "
+                                  "out, arrays back, join, normaliser updates; update: the "
+                                  "learner's gradient steps; all per iteration")
+            for col in ("workers", "envs", "train env steps/s", "vs in-process", "step ms",
+                        "transfer ms", "update ms", "iteration ms"):
+                table.add_column(col, justify="right")
+            rows: dict[int, dict[str, float]] = {}
+            for count in workers:
+                console.print(f"[dim]{algo}, {count} workers...[/dim]", highlight=False)
+                r = train_throughput(algo, seconds, seed=seed,
+                                     config={"trainer": {"workers": count, "device": "cpu"}})
+                n = r["iterations"]
+                step = (r["worker_rollout_s"] if count else r["collect_s"]) / n
+                transfer = (r["collect_s"] - r["worker_rollout_s"]) / n if count else 0.0
+                rows[count] = {"rate": r["train_steps_per_s"], "step_s": step,
+                               "transfer_s": transfer, "update_s": r["update_s"] / n,
+                               "steps": r["env_steps"] / n, "envs": r["num_envs"]}
+                results.update({f"{algo}_w{count}_{k}": v for k, v in rows[count].items()})
+            base = rows.get(0, {}).get("rate")
+            for count, r in rows.items():
+                ratio = f"{r['rate'] / base:.2f}" if base else "-"
+                table.add_row(str(count), f"{r['envs']:.0f}", f"{r['rate']:,.0f}", ratio,
+                              f"{1e3 * r['step_s']:.0f}", f"{1e3 * r['transfer_s']:.0f}",
+                              f"{1e3 * r['update_s']:.0f}",
+                              f"{1e3 * (r['step_s'] + r['transfer_s'] + r['update_s']):.0f}")
+            console.print(table)
+            if 1 in rows:  # the model, from the one-worker row
+                one = rows[1]
+                model = Table(title=f"{algo}: predicted on a cluster with a core per worker "
+                                    "(same envs, same learner)")
+                for col in ("workers", "predicted env steps/s", "vs one worker"):
+                    model.add_column(col, justify="right")
+                for k in (1, 2, 4, 8, 16, 32):
+                    t = one["step_s"] / k + one["transfer_s"] + one["update_s"]
+                    model.add_row(str(k), f"{one['steps'] / t:,.0f}",
+                                  f"{one['step_s'] + one['transfer_s'] + one['update_s']:.3f} / "
+                                  f"{t:.3f} s = {(one['step_s'] + one['transfer_s'] + one['update_s']) / t:.2f}x")
+                ceiling = one["steps"] / (one["transfer_s"] + one["update_s"])
+                results[f"{algo}_ceiling_steps_per_s"] = ceiling
+                console.print(model)
+                console.print(f"ceiling (infinitely many workers): {ceiling:,.0f} env steps/s, "
+                              f"set by the update ({1e3 * one['update_s']:.0f} ms) and the transfer "
+                              f"({1e3 * one['transfer_s']:.0f} ms) of each iteration's "
+                              f"{one['steps']:,.0f} env steps", highlight=False)
+    finally:
+        if started:
+            ray.shutdown()
+    return results

@@ -29,12 +29,17 @@ setup_env() {
   if [ -z "${ROS_DISTRO:-}" ]; then
     # No ROS 2 distribution sourced: the ROS 2 client libraries come as PyPI wheels (package.xml's
     # exec_depends; tf2_msgs, launch and launch_ros have none: no TF from sim_node, no `ros2 launch`).
-    "$py" -m pip install -q --disable-pip-version-check \
-      ros-rclpy ros-rmw-fastrtps-cpp ros-rcl-interfaces ros-builtin-interfaces \
-      ros-rosgraph-msgs ros-std-msgs ros-geometry-msgs ros-nav-msgs ros-visualization-msgs \
-      ros-ament-index-python
+    "$py" -m pip install -q --disable-pip-version-check -r scripts/ros-wheels.txt
   fi
   "$py" -m pip install -q --disable-pip-version-check -e ".[train,test,scale]"
+  if [ "${MARL_ROS_TORCH:-auto}" = cuda ] || { [ "${MARL_ROS_TORCH:-auto}" = auto ] &&
+      nvidia-smi -L 2>/dev/null | grep -q GPU; }; then
+    # The GPU build of the ONNX runtime (the gpu extra) in place of the CPU one: both packages
+    # hold the same module, so both go before onnxruntime-gpu is installed alone.
+    echo "[setup] NVIDIA GPU: onnxruntime-gpu in place of onnxruntime"
+    "$py" -m pip uninstall -q -y onnxruntime onnxruntime-gpu
+    "$py" -m pip install -q --disable-pip-version-check "onnxruntime-gpu>=1.17"
+  fi
   echo "$want" > "$stamp"
 }
 
