@@ -58,15 +58,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "sim":
         bench.bench_sim(seconds=args.seconds or 3.0)
     elif args.what == "train":
-        bench.bench_train(tuple(args.algos), threshold=args.threshold,
+        bench.bench_train(tuple(args.algos or ("mappo", "happo")), threshold=args.threshold,
                           budget_minutes=args.minutes, segment_steps=args.segment_steps,
                           out_dir=args.out, throughput_seconds=args.throughput,
                           devices=tuple(args.device or ()))
     elif args.what == "infer":
         bench.bench_infer(repeats=args.repeats, bundle=args.bundle)
     elif args.what == "envs":
-        bench.bench_envs(env=args.env, num_envs=args.num_envs, workers=tuple(args.workers),
-                         seconds=args.seconds or 5.0)
+        bench.bench_envs(env=args.env, num_envs=args.num_envs,
+                         workers=tuple(args.workers or (1, 2, 4)), seconds=args.seconds or 5.0)
+    elif args.what == "workers":
+        bench.bench_workers(tuple(args.algos or ("mappo", "hatd3")),
+                            workers=tuple(args.workers or (0, 1, 2)), seconds=args.seconds or 20.0)
     elif args.what == "ros":
         bench.bench_ros(seconds=args.seconds or 10.0, rate=args.rate, bundle=args.bundle,
                         drones=tuple(args.drones))
@@ -462,13 +465,19 @@ def build_parser() -> argparse.ArgumentParser:
                                        "the sim_node's real-time factor. "
                                        "'envs': a user's PettingZoo ParallelEnv (--env) stepped "
                                        "as the trainer steps it, in one process and over "
-                                       "--workers processes (trainer.env_workers).")
-    bench.add_argument("what", choices=["sim", "train", "infer", "ros", "envs"],
+                                       "--workers processes (trainer.env_workers). "
+                                       "'workers': --algos (default MAPPO, HATD3) training "
+                                       "in process and with --workers Ray rollout workers "
+                                       "(default 0 1 2; trainer.workers): env steps/s, where "
+                                       "an iteration's time goes, and the predicted "
+                                       "throughput on a cluster.")
+    bench.add_argument("what", choices=["sim", "train", "infer", "ros", "envs", "workers"],
                        help="what to benchmark")
     bench.add_argument("--minutes", type=float, default=30.0,
                        help="train: training budget per algorithm")
-    bench.add_argument("--algos", nargs="+", default=["mappo", "happo"], metavar="ALGO",
-                       help="train: algorithms to train one after another (default mappo happo)")
+    bench.add_argument("--algos", nargs="+", default=None, metavar="ALGO",
+                       help="train: algorithms to train one after another (default mappo happo); "
+                            "workers: default mappo hatd3")
     bench.add_argument("--threshold", type=float, default=0.9,
                        help="train: pybullet coverage that stops an algorithm (default 0.9)")
     bench.add_argument("--segment-steps", type=int, default=500_000,
@@ -497,8 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="envs: the ParallelEnv constructor (default MPE's simple_spread, "
                             "pip install mpe2)")
     bench.add_argument("--num-envs", type=int, default=16, help="envs: copies (default 16)")
-    bench.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], metavar="W",
-                       help="envs: worker counts, one row each (default 1 2 4)")
+    bench.add_argument("--workers", type=int, nargs="+", default=None, metavar="W",
+                       help="envs: worker processes, one row each (default 1 2 4); workers: "
+                            "Ray rollout workers, one row each (default 0 1 2)")
     bench.set_defaults(func=cmd_bench)
     train = sub.add_parser("train", help="train a CTDE algorithm (on-policy, value "
                                          "decomposition, COMA, off-policy, mean-field or "
