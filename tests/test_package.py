@@ -45,18 +45,33 @@ def test_setup_installs_every_node_executable_and_the_launch_file():
     assert '("share/" + package_name + "/launch", glob("launch/*.launch.py"))' in setup
 
 
-def _ros_wheels(text: str) -> set[str]:
+ROS_WHEELS = "scripts/ros-wheels.txt"
+
+
+def listed_ros_wheels() -> dict[str, str]:
+    """name -> pinned version of every wheel in scripts/ros-wheels.txt."""
     import re
 
-    return set(re.findall(r"\bros-[a-z0-9-]+", text))
+    wheels = {}
+    for line in (ROOT / ROS_WHEELS).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            match = re.fullmatch(r"(ros-[a-z0-9-]+)==([0-9][0-9.]*)", line)
+            assert match, f"{ROS_WHEELS}: {line!r} is not a pinned ros-* wheel (name==version)"
+            wheels[match[1]] = match[2]
+    return wheels
 
 
-def test_dev_sh_and_the_dockerfile_install_the_same_ros_wheels_package_xml_asks_for():
-    dev = _ros_wheels((ROOT / "scripts" / "dev.sh").read_text())
-    docker = _ros_wheels((ROOT / "Dockerfile").read_text())
-    assert dev == docker
+def test_dev_sh_and_the_dockerfile_install_the_ros_wheels_package_xml_asks_for_from_one_list():
+    import re
+
+    for user in ("scripts/dev.sh", "Dockerfile"):
+        text = (ROOT / user).read_text()
+        assert f"-r {ROS_WHEELS}" in text, f"{user} does not install {ROS_WHEELS}"
+        # no second list to drift from the first
+        assert not re.findall(r"(?<![\w-])ros-(?!wheels\.txt)[a-z0-9-]+", text), f"{user} names ROS wheels itself"
     manifest = ET.parse(ROOT / "package.xml").getroot()
     on_pypi = {e.text for e in manifest.iter("exec_depend")} - {
         "tf2_msgs", "launch", "launch_ros"}  # not on PyPI (no TF from sim_node, no ros2 launch)
     wanted = {"ros-" + name.replace("_", "-") for name in on_pypi if not name.startswith("python3")}
-    assert dev - {"ros-rmw-fastrtps-cpp"} == wanted
+    assert set(listed_ros_wheels()) - {"ros-rmw-fastrtps-cpp"} == wanted
