@@ -912,7 +912,7 @@ def bench_envs(env: str = "mpe2.simple_spread_v3:parallel_env", num_envs: int = 
 # bench workers: training throughput with Ray rollout workers, and a model to size a cluster
 # ------------------------------------------------------------------------------------------------
 def bench_workers(algos: tuple[str, ...] = ("mappo", "hatd3"), workers: tuple[int, ...] = (0, 1, 2),
-                  seconds: float = 20.0, seed: int = 0,
+                  seconds: float = 20.0, seed: int = 0, backend: str = "fast",
                   console: Console | None = None) -> dict[str, float]:
     """`marl-ros bench workers`: `train_throughput` of each algorithm (default coverage task,
     its own num_envs, learner on the CPU) in process (0) and with each count of Ray rollout
@@ -922,9 +922,12 @@ def bench_workers(algos: tuple[str, ...] = ("mappo", "hatd3"), workers: tuple[in
     rest of collection) and the learner's update. From them, the model a cluster is sized
     by: an iteration of S env steps over K workers takes about
         t(K) = t_step(1) / K + t_transfer + t_update,
-    with t_step(1) one worker stepping every env (measured with K = 1); so throughput is
-    S / t(K) and can never pass S / (t_transfer + t_update): past a few workers the learner
-    (faster on a GPU) and the transfer (a cluster's network) are what to buy."""
+    with t_step(1) one worker stepping every env (measured with K = 1), where a worker's
+    stepping time is proportional to the envs it holds (PyBullet worlds, a user's Python
+    env; the fast backend's vector step is mostly a fixed cost per call, so it shrinks
+    less). Throughput is S / t(K) and can never pass S / (t_transfer + t_update): past a few
+    workers the learner (faster on a GPU) and the transfer (a cluster's network) are what
+    to buy. `backend`: the training backend (trainer.backend)."""
     import ray
 
     console = console or Console(width=150)
@@ -934,7 +937,7 @@ def bench_workers(algos: tuple[str, ...] = ("mappo", "hatd3"), workers: tuple[in
     results: dict[str, float] = {}
     try:
         for algo in algos:
-            table = Table(title=f"marl-ros bench workers: {algo} on coverage (4 drones, fast "
+            table = Table(title=f"marl-ros bench workers: {algo} on coverage (4 drones, {backend} "
                                 f"backend), {seconds:g} s per row after warm-up, learner on the "
                                 f"CPU, {os.cpu_count()} cores",
                           caption="step: the slowest worker's own stepping; transfer: weights "
@@ -947,7 +950,8 @@ def bench_workers(algos: tuple[str, ...] = ("mappo", "hatd3"), workers: tuple[in
             for count in workers:
                 console.print(f"[dim]{algo}, {count} workers...[/dim]", highlight=False)
                 r = train_throughput(algo, seconds, seed=seed,
-                                     config={"trainer": {"workers": count, "device": "cpu"}})
+                                     config={"trainer": {"workers": count, "device": "cpu",
+                                                         "backend": backend}})
                 n = r["iterations"]
                 step = (r["worker_rollout_s"] if count else r["collect_s"]) / n
                 transfer = (r["collect_s"] - r["worker_rollout_s"]) / n if count else 0.0
@@ -965,8 +969,8 @@ def bench_workers(algos: tuple[str, ...] = ("mappo", "hatd3"), workers: tuple[in
             console.print(table)
             if 1 in rows:  # the model, from the one-worker row
                 one = rows[1]
-                model = Table(title=f"{algo}: predicted on a cluster with a core per worker "
-                                    "(same envs, same learner)")
+                model = Table(title=f"{algo}: predicted with a core per worker (same envs and "
+                                    "learner; a worker's stepping time proportional to its envs)")
                 for col in ("workers", "predicted env steps/s", "vs one worker"):
                     model.add_column(col, justify="right")
                 for k in (1, 2, 4, 8, 16, 32):

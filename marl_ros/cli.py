@@ -69,7 +69,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          workers=tuple(args.workers or (1, 2, 4)), seconds=args.seconds or 5.0)
     elif args.what == "workers":
         bench.bench_workers(tuple(args.algos or ("mappo", "hatd3")),
-                            workers=tuple(args.workers or (0, 1, 2)), seconds=args.seconds or 20.0)
+                            workers=tuple(args.workers or (0, 1, 2)), seconds=args.seconds or 20.0,
+                            backend=args.backend)
     elif args.what == "ros":
         bench.bench_ros(seconds=args.seconds or 10.0, rate=args.rate, bundle=args.bundle,
                         drones=tuple(args.drones))
@@ -491,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", nargs="+", default=None, metavar="DEVICE",
                        help="train: trainer.device of each run (auto, cpu, cuda, cuda:N); "
                             "with --throughput one row per device, e.g. --device cpu cuda")
+    bench.add_argument("--backend", choices=["fast", "pybullet"], default="fast",
+                       help="workers: the training backend (default fast)")
     bench.add_argument("--seconds", type=float, default=None,
                        help="sim: measuring time per figure (default 3); ros: per row (default 10); "
                             "envs: per row (default 5)")
