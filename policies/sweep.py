@@ -158,6 +158,10 @@ class SweepSpec:
                 except ValueError as err:
                     raise ValueError(f"{algo} with {' '.join([*self.fixed, *point]) or 'defaults'}:"
                                      f" {err}") from None
+                if resolved["trainer"]["workers"]:  # a trial holds one CPU of the same Ray
+                    raise ValueError("a sweep runs each trial as one Ray task on one CPU; "
+                                     "trainer.workers inside its trials would wait for CPUs the "
+                                     "trials hold; drop trainer.workers from --set/--grid.")
 
 
 def check_evaluation(scenario: str | None, episodes: int) -> None:

@@ -6,7 +6,10 @@ only where Ray cannot start here."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -108,6 +111,38 @@ def test_workers_are_refused_for_families_they_do_not_serve_before_ray_starts():
             "num_envs": 4, "workers": 2, "env_workers": 2}})
 
 
+def test_bench_workers_splits_an_iteration_and_predicts_from_one_worker(local_ray, capsys):
+    from marl_ros.bench import bench_workers
+
+    out = bench_workers(("mappo",), workers=(0, 1), seconds=0.5)
+    for key in ("rate", "step_s", "update_s", "steps"):
+        assert out[f"mappo_w0_{key}"] > 0 and out[f"mappo_w1_{key}"] > 0
+    assert out["mappo_w0_transfer_s"] == 0 < out["mappo_w1_transfer_s"]
+    w1 = {k: out[f"mappo_w1_{k}"] for k in ("steps", "transfer_s", "update_s")}
+    assert out["mappo_ceiling_steps_per_s"] == pytest.approx(
+        w1["steps"] / (w1["transfer_s"] + w1["update_s"]))
+    printed = capsys.readouterr().out
+    assert "predicted with a core per worker" in printed and "ceiling" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["mappo"])
+def test_two_workers_learn_small_coverage_like_the_in_process_path(local_ray, algo,
+                                                                   small_random_walk,
+                                                                   record_property):
+    """The in-process learning test's task, budget and margin (tests/test_onpolicy.py),
+    collected by two workers."""
+    from test_onpolicy import LEARNING_MARGIN, LEARNING_STEPS
+
+    per_seed = []
+    for seed in SEEDS:
+        policy = policies.train(algo, "coverage", LEARNING_STEPS, seed=seed,
+                                config={"env": SMALL, "trainer": {**QUIET, "workers": 2}})
+        per_seed.append(evaluate(policy, "coverage", episodes=32, seed=7, **SMALL)["coverage"])
+    record_property("coverage_per_seed", per_seed)
+    assert np.mean(per_seed) > small_random_walk + LEARNING_MARGIN, (per_seed, small_random_walk)
+
+
 def test_the_trainer_ends_the_ray_instance_it_started():
     if ray.is_initialized():
         ray.shutdown()
@@ -128,19 +163,31 @@ def test_the_trainer_ends_the_ray_instance_it_started():
     assert not left, f"Ray processes left behind: {left}"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("algo", ["mappo"])
-def test_two_workers_learn_small_coverage_like_the_in_process_path(local_ray, algo,
-                                                                   small_random_walk,
-                                                                   record_property):
-    """The in-process learning test's task, budget and margin (tests/test_onpolicy.py),
-    collected by two workers."""
-    from test_onpolicy import LEARNING_MARGIN, LEARNING_STEPS
+def test_workers_join_a_running_cluster_at_its_address_and_leave_it_running():
+    """`trainer.ray_address`: the trainer joins a cluster someone else started (here a head
+    node started with `ray start` on this machine) and does not shut it down."""
+    from shutil import which
 
-    per_seed = []
-    for seed in SEEDS:
-        policy = policies.train(algo, "coverage", LEARNING_STEPS, seed=seed,
-                                config={"env": SMALL, "trainer": {**QUIET, "workers": 2}})
-        per_seed.append(evaluate(policy, "coverage", episodes=32, seed=7, **SMALL)["coverage"])
-    record_property("coverage_per_seed", per_seed)
-    assert np.mean(per_seed) > small_random_walk + LEARNING_MARGIN, (per_seed, small_random_walk)
+    if ray.is_initialized():
+        ray.shutdown()
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    if not Path(ray_cli).exists():
+        ray_cli = which("ray") or ray_cli
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    with socket.socket() as probe:  # a free port: the address this test's head listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    started = subprocess.run([ray_cli, "start", "--head", f"--port={address.split(':')[1]}",
+                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    if started.returncode != 0:
+        pytest.skip(f"a Ray head node does not start here: {started.stderr.strip()[-300:]}")
+    try:
+        policy = train("mappo", 320, workers=2, ray_address=address)
+        assert policy.metadata["global_step"] == 320
+        assert not ray.is_initialized()  # the trainer's connection ended ...
+        ray.init(address=address)  # ... and the cluster it joined is still up
+        assert ray.cluster_resources().get("CPU") == 2
+        ray.shutdown()
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)

@@ -87,6 +87,7 @@ def ray_must_not_start(monkeypatch):
     (["--algos", "mappo", "--num-cpus", "0"], "--num-cpus must be >= 1"),
     (["--algos", "mappo", "--num-cpus", "2", "--address", "auto"], "--num-cpus sizes a local Ray"),
     (["--seeds", "0"], "--algos is required to run a sweep"),
+    (["--algos", "mappo", "--set", "trainer.workers=2"], "trainer.workers inside its trials"),
 ])
 def test_bad_input_is_refused_in_one_sentence_before_ray_starts(argv, message, tmp_path, capsys,
                                                                 ray_must_not_start):
