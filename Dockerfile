@@ -11,7 +11,17 @@
 # Python 3.11: pybullet 3.2.7 ships a binary wheel for it (3.12 compiles it from source, ~8 min).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- deps: everything but torch and the source, from the files that declare it ----
+# ---- requirements: setup.py's requirement lists, generated apart so that a change to setup.py
+# that leaves them as they are (entry points, data files, other extras) keeps the deps layers ----
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY setup.py ./
+COPY docker/requirements.py docker/
+RUN mkdir /requirements \
+ && python docker/requirements.py --extra train --exclude torch > /requirements/train.txt \
+ && python docker/requirements.py --no-base --extra test > /requirements/test.txt
+
+# ---- deps: everything but torch and the source ----
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 MPLBACKEND=Agg \
     HOME=/home/marl
@@ -20,16 +30,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 MPLBAC
 RUN useradd --uid 1000 --user-group --create-home --home-dir /home/marl --shell /bin/bash marl \
  && chmod 1777 /home/marl && mkdir -p /work && chmod 1777 /work
 WORKDIR /opt/marl_ros
-# Only the dependency manifests: a change to the code keeps every layer up to `COPY . .`.
-COPY setup.py ./
-COPY docker/constraints.txt docker/requirements.py docker/
+# Only what names the dependencies: a change to the code keeps every layer up to `COPY . .`.
+COPY docker/constraints.txt docker/
 COPY scripts/ros-wheels.txt scripts/
+COPY --from=requirements /requirements/ /opt/requirements/
 # The ROS 2 client libraries as PyPI wheels (`marl-ros swarm`; no ros2 CLI, no launch: that is
 # the ROS image), then setup.py's requirements with the train extra, pinned by constraints.txt.
 RUN pip install -c docker/constraints.txt -r scripts/ros-wheels.txt \
- && python docker/requirements.py --extra train --exclude torch > /tmp/requirements.txt \
- && pip install -c docker/constraints.txt -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+ && pip install -c docker/constraints.txt -r /opt/requirements/train.txt
 COPY docker/entrypoint.sh /usr/local/bin/marl-ros-entrypoint
 COPY docker/healthcheck.py /usr/local/lib/marl_ros/healthcheck.py
 ENTRYPOINT ["marl-ros-entrypoint"]
@@ -55,9 +63,8 @@ CMD ["marl-ros", "--help"]
 FROM cpu AS test
 USER root
 WORKDIR /opt/marl_ros
-RUN python docker/requirements.py --no-base --extra test > /tmp/requirements.txt \
- && pip install -c docker/constraints.txt -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt && chmod -R a+rwX /opt/marl_ros
+RUN pip install -c docker/constraints.txt -r /opt/requirements/test.txt \
+ && chmod -R a+rwX /opt/marl_ros
 # ROS 2 is installed: a ROS install that does not import fails tests/test_ros.py (as in dev.sh).
 ENV MARL_ROS_REQUIRE_ROS=1 RUFF_CACHE_DIR=/tmp/ruff-cache PYTEST_ADDOPTS="-p no:cacheprovider"
 USER marl

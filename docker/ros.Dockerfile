@@ -8,6 +8,18 @@
 # memory in /dev/shm; containers with their own IPC namespace discover each other (UDP) but
 # receive no data. README "Containers".
 ARG ROS_DISTRO=kilted
+
+# setup.py's requirements (no torch, no training extra; numpy and PyYAML stay the distribution's:
+# rclpy's messages are built against its numpy 1.x), generated apart so that a setup.py change
+# that leaves them as they are keeps the pip layer (pybullet compiles for minutes).
+FROM ros:${ROS_DISTRO}-ros-base AS requirements
+WORKDIR /src
+COPY setup.py ./
+COPY docker/constraints.txt docker/requirements.py docker/
+RUN mkdir /requirements \
+ && python3 docker/requirements.py --exclude numpy --exclude pyyaml > /requirements/ros.txt \
+ && grep -viE '^(numpy|pyyaml)==' docker/constraints.txt > /requirements/constraints.txt
+
 FROM ros:${ROS_DISTRO}-ros-base
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_BREAK_SYSTEM_PACKAGES=1 \
@@ -24,22 +36,18 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /home/marl /work /ws/src && chmod 1777 /home/marl /work
 WORKDIR /ws
-# The PyPI requirements (no torch, no training extra) at the versions of docker/constraints.txt,
-# except numpy and PyYAML, which stay the distribution's (numpy < 2 for the ROS messages).
-COPY setup.py /tmp/marl_ros/
-COPY docker/constraints.txt docker/requirements.py /tmp/marl_ros/docker/
-RUN cd /tmp/marl_ros \
- && grep -viE '^(numpy|pyyaml)==' docker/constraints.txt > /tmp/constraints.txt \
- && python3 docker/requirements.py --exclude numpy --exclude pyyaml > /tmp/requirements.txt \
- && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt "numpy<2" \
- && rm -rf /tmp/marl_ros /tmp/constraints.txt /tmp/requirements.txt
+# The PyPI requirements at the versions of docker/constraints.txt (numpy < 2: the distribution's).
+COPY --from=requirements /requirements/ /opt/requirements/
+RUN pip install -c /opt/requirements/constraints.txt -r /opt/requirements/ros.txt "numpy<2"
 COPY docker/entrypoint.sh /ros_entrypoint.sh
 COPY docker/healthcheck.py /usr/local/lib/marl_ros/healthcheck.py
 # The source last: a code change rebuilds only the colcon layer.
 COPY . src/marl_ros
+# colcon installs the console scripts to lib/marl_ros (for `ros2 run`); `marl-ros` also on PATH.
 RUN source "/opt/ros/${ROS_DISTRO}/setup.bash" \
  && colcon build --packages-select marl_ros \
- && rm -rf build log
+ && rm -rf build log \
+ && ln -s /ws/install/marl_ros/lib/marl_ros/marl-ros /usr/local/bin/marl-ros
 WORKDIR /work
 # Any uid (`--user "$(id -u):$(id -g)"`): HOME and /work are world-writable, sticky.
 USER 1000:1000

@@ -41,7 +41,8 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 
 
 def stages(path: Path) -> dict[str, list[tuple[str, str]]]:
-    """Each named stage's instructions, those of the stages it is built FROM first."""
+    """Each named stage's instructions, those of the stages it is built FROM first; the
+    last stage (the default target) also as "<last>"."""
     named: dict[str, list[tuple[str, str]]] = {}
     current: list[tuple[str, str]] | None = None
     for word, rest in instructions(path):
@@ -50,6 +51,7 @@ def stages(path: Path) -> dict[str, list[tuple[str, str]]]:
             current = list(named.get(parts[0], []))
             if len(parts) == 3 and parts[1].upper() == "AS":
                 named[parts[2]] = current
+            named["<last>"] = current
             continue
         if current is not None:
             current.append((word, rest))
@@ -61,6 +63,18 @@ def copied_sources(rest: str) -> list[str]:
     return parts[:-1]
 
 
+def check_copies_only_manifests(steps: list[tuple[str, str]], all_stages: dict) -> None:
+    """Every COPY before the source takes manifests, or the output of a stage that does."""
+    for word, rest in steps:
+        if word != "COPY":
+            continue
+        source_stage = re.search(r"--from=(\S+)", rest)
+        if source_stage:
+            check_copies_only_manifests(all_stages[source_stage[1]], all_stages)
+        else:
+            assert set(copied_sources(rest)) <= MANIFESTS, f"copied before the dependencies: {rest}"
+
+
 def module(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
@@ -70,13 +84,14 @@ def module(path: Path):
 
 @pytest.mark.parametrize("target", ["cpu", "cuda", "test"])
 def test_dependencies_are_installed_from_the_manifests_before_the_source_is_copied(target):
-    steps = stages(ROOT / "Dockerfile")[target]
+    all_stages = stages(ROOT / "Dockerfile")
+    steps = all_stages[target]
     source_copy = steps.index(("COPY", ". ."))
-    for word, rest in steps[:source_copy]:
-        if word == "COPY":
-            assert set(copied_sources(rest)) <= MANIFESTS, f"copied before the dependencies: {rest}"
+    check_copies_only_manifests(steps[:source_copy], all_stages)
     installs = [rest for word, rest in steps[:source_copy] if word == "RUN" and "pip install" in rest]
-    assert any("requirements.py --extra train" in r for r in installs)
+    assert any("requirements/train.txt" in r for r in installs)
+    assert any("requirements.py --extra train --exclude torch" in rest
+               for word, rest in all_stages["requirements"] if word == "RUN")
     assert any("install_torch.py" in rest for word, rest in steps[:source_copy] if word == "RUN")
     after = [rest for word, rest in steps[source_copy:] if word == "RUN" and "pip install" in rest]
     # after the source only the package itself (and the test stage's own tools)
@@ -86,28 +101,22 @@ def test_dependencies_are_installed_from_the_manifests_before_the_source_is_copi
 
 
 def test_the_ros_image_builds_the_package_after_its_dependencies():
-    steps = stages_of_unnamed(ROOT / "docker" / "ros.Dockerfile")
+    all_stages = stages(ROOT / "docker" / "ros.Dockerfile")
+    steps = all_stages["<last>"]
     copies = [i for i, (word, rest) in enumerate(steps) if word == "COPY" and rest.startswith(". ")]
     assert len(copies) == 1
     before, after = steps[:copies[0]], steps[copies[0]:]
     assert any("pip install" in rest for word, rest in before if word == "RUN")
     assert not any("pip install" in rest for word, rest in after if word == "RUN")
     assert any("colcon build" in rest for word, rest in after if word == "RUN")
-    for word, rest in before:
-        if word == "COPY":
-            assert set(copied_sources(rest)) <= MANIFESTS, rest
+    check_copies_only_manifests(before, all_stages)
     assert ("STOPSIGNAL", "SIGINT") in steps
     assert any(word == "HEALTHCHECK" and "healthcheck.py" in rest for word, rest in steps)
 
 
-def stages_of_unnamed(path: Path) -> list[tuple[str, str]]:
-    steps = instructions(path)
-    return steps[[w for w, _ in steps].index("FROM") + 1:]
-
-
 def test_every_image_stops_on_sigint_and_runs_as_a_non_root_user():
     for target, steps in stages(ROOT / "Dockerfile").items():
-        if target == "deps":
+        if target in ("requirements", "deps"):
             continue
         assert ("STOPSIGNAL", "SIGINT") in steps, target
         users = [rest for word, rest in steps if word == "USER"]
