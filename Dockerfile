@@ -1,5 +1,6 @@
 # marl_ros images: one Dockerfile, three targets. Build with BuildKit (Docker >= 23 does by
-# default; older: DOCKER_BUILDKIT=1), which builds only the stages a target needs.
+# default; older: DOCKER_BUILDKIT=1), which builds only the stages a target needs; the legacy
+# builder builds every stage before the one asked for: with it, always pass --target.
 #   docker build -t marl_ros:cpu .                    # default target: CPU torch, ~2 GB
 #   docker build --target test -t marl_ros:test . && docker run --rm marl_ros:test
 #   docker build --target cuda -t marl_ros:cuda .     # CUDA 13.0 torch + onnxruntime-gpu:
