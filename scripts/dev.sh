@@ -16,7 +16,7 @@ setup_env() {
   fi
   # Reinstall only when the install inputs changed; a stamp keeps repeat runs fast.
   local stamp="$venv/.setup-stamp" want
-  want=$(cat setup.py setup.cfg package.xml scripts/dev.sh scripts/install_torch.py | sha256sum | cut -d' ' -f1)-${ROS_DISTRO:-pypi-ros}-${MARL_ROS_TORCH:-auto}
+  want=$(cat setup.py setup.cfg package.xml scripts/dev.sh scripts/install_torch.py scripts/ros-wheels.txt | sha256sum | cut -d' ' -f1)-${ROS_DISTRO:-pypi-ros}-${MARL_ROS_TORCH:-auto}
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return
   fi
