@@ -15,11 +15,16 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # ---- requirements: setup.py's requirement lists, generated apart so that a change to setup.py
 # that leaves them as they are (entry points, data files, other extras) keeps the deps layers ----
 FROM ${PYTHON_IMAGE} AS requirements
+# setup.py's extras the images install beside the package: train (torch and its tools) always;
+# --build-arg EXTRAS="train scale" adds Ray and rliable (rollout workers, `marl-ros sweep`;
+# about 0.4 GB more)
+ARG EXTRAS="train"
 WORKDIR /src
 COPY setup.py ./
 COPY docker/requirements.py docker/
 RUN mkdir /requirements \
- && python docker/requirements.py --extra train --exclude torch > /requirements/train.txt \
+ && python docker/requirements.py $(printf -- '--extra %s ' $EXTRAS) --exclude torch \
+      > /requirements/train.txt \
  && python docker/requirements.py --no-base --extra test > /requirements/test.txt
 
 # ---- deps: everything but torch and the source ----

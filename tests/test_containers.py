@@ -90,7 +90,8 @@ def test_dependencies_are_installed_from_the_manifests_before_the_source_is_copi
     check_copies_only_manifests(steps[:source_copy], all_stages)
     installs = [rest for word, rest in steps[:source_copy] if word == "RUN" and "pip install" in rest]
     assert any("requirements/train.txt" in r for r in installs)
-    assert any("requirements.py --extra train --exclude torch" in rest
+    assert ("ARG", 'EXTRAS="train"') in all_stages["requirements"]  # scale: --build-arg
+    assert any("requirements.py $(printf -- '--extra %s ' $EXTRAS) --exclude torch" in rest
                for word, rest in all_stages["requirements"] if word == "RUN")
     assert any("install_torch.py" in rest for word, rest in steps[:source_copy] if word == "RUN")
     after = [rest for word, rest in steps[source_copy:] if word == "RUN" and "pip install" in rest]
@@ -167,7 +168,7 @@ def test_constraints_pin_every_requirement_inside_setup_py_ranges():
         if line:
             req = Requirement(line)
             pins[req.name.lower().replace("_", "-")] = next(iter(req.specifier)).version
-    images = requirements.requirements(source, ["train", "test", "gpu"], ["torch"])
+    images = requirements.requirements(source, ["train", "scale", "test", "gpu"], ["torch"])
     for text in images:
         req = Requirement(text)
         name = req.name.lower().replace("_", "-")
