@@ -53,6 +53,15 @@ def worker_config(resolved: dict[str, Any], index: int, share: int) -> dict[str,
     return {**resolved, "seed": worker_seed(resolved["seed"], index), "trainer": trainer}
 
 
+def join_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What every family absorbs from its workers' rollouts, joined env-wise in worker order:
+    raw observations and states (T, E, ...), finished episodes, env steps."""
+    return {"raw_obs": np.concatenate([r["raw_obs"] for r in records], 1),
+            "raw_states": np.concatenate([r["raw_states"] for r in records], 1),
+            "finished": [ep for r in records for ep in r["finished"]],
+            "steps": sum(r["steps"] for r in records)}
+
+
 class RolloutWorker:
     """One Ray actor: a CPU copy of the family's trainer over its share of the environments."""
 

@@ -27,6 +27,7 @@ from policies.networks import cpu_modules, cpu_state_dict
 from policies.offpolicy import OFFPOLICY_ALGORITHMS
 from policies.offpolicy.common import TransitionBuffer
 from policies.policy import TrainedPolicy
+from policies.rollout_workers import join_records
 from policies.trainer import Trainer, segment_seed
 
 
@@ -141,10 +142,7 @@ class OffPolicyTrainer(Trainer):
         """The workers' steps, joined env-wise (workers' envs in order), into the replay."""
         for joint in zip(*(r["transitions"] for r in records), strict=True):
             self.store({k: np.concatenate([step[k] for step in joint]) for k in joint[0]})
-        return {"raw_obs": np.concatenate([r["raw_obs"] for r in records], 1),
-                "raw_states": np.concatenate([r["raw_states"] for r in records], 1),
-                "finished": [ep for r in records for ep in r["finished"]],
-                "steps": sum(r["steps"] for r in records)}
+        return join_records(records)
 
     def segment_ended(self) -> None:
         self.flush_pending()

@@ -20,6 +20,7 @@ from policies.envs import EPISODE_METRICS, episode_means
 from policies.networks import cpu_modules, cpu_state_dict, to_device
 from policies.onpolicy import ALGORITHMS
 from policies.policy import TrainedPolicy
+from policies.rollout_workers import join_records
 from policies.trainer import Trainer, segment_seed
 
 
@@ -121,10 +122,7 @@ class OnPolicyTrainer(Trainer):
         """The workers' rollouts as one over all environments (workers' envs in order)."""
         for name in RolloutBuffer.FIELDS:
             getattr(self.buffer, name)[:] = np.concatenate([r["buffer"][name] for r in records], 1)
-        return {"raw_obs": np.concatenate([r["raw_obs"] for r in records], 1),
-                "raw_states": np.concatenate([r["raw_states"] for r in records], 1),
-                "finished": [ep for r in records for ep in r["finished"]],
-                "steps": sum(r["steps"] for r in records)}
+        return join_records(records)
 
     def update_step(self) -> dict[str, float]:
         """The algorithm's update on the rollout (after the optional learning-rate decay)."""
