@@ -79,6 +79,11 @@ class Scenario:
         self.other_valid = ~np.eye(n, dtype=bool)[None].repeat(num_envs, axis=0)  # (E, N, N)
 
     # hooks ---------------------------------------------------------------------------------
+    def start_positions(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Start positions of `count` episodes, (count, N, 3): the shared spaced grid unless the
+        task needs its own (the simulator node calls this too, so ROS flights start alike)."""
+        return start_positions(self.cfg, rng, count)
+
     def reset(self, env_ids: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
         raise NotImplementedError
 

@@ -54,7 +54,7 @@ from sim import obs as O
 from sim.config import CELL_MOVES, DISCRETE_ACTIONS, SwarmConfig
 from sim.drone import VelocityLimits
 from sim.dynamics import make_dynamics
-from sim.scenarios import make_scenario, own_safety_counts, safety_counts, start_positions
+from sim.scenarios import make_scenario, own_safety_counts, safety_counts
 
 DISCRETE_DIRECTIONS = np.array([d for _, d in DISCRETE_ACTIONS])  # (A, 3) unit (vx, vy, vz)
 
@@ -176,7 +176,7 @@ class VecEnv:
         return self._observe(), self._metrics()
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
-        pos = start_positions(self.cfg, self.rng, len(env_ids))
+        pos = self.scenario.start_positions(self.rng, len(env_ids))
         yaw = np.zeros(pos.shape[:2])
         self.dynamics.reset(env_ids, pos, yaw)
         state = self.dynamics.state()
