@@ -1,0 +1,295 @@
+"""The `formation` world: hold a shape around a reference while the reference moves.
+
+N drones take the N slots of a shape (`sim.config.formation_offsets`: line, wedge, ring,
+grid; neighbouring slots `spacing` apart, held in the world frame) around a reference point.
+Which drone takes which slot is theirs to choose: the shape error is the mean drone-to-slot
+distance under the optimal assignment of drones to slots, so any permutation of a perfect
+formation scores 0.
+
+The reference (`FormationConfig.reference`):
+- "moving": the mission. It starts over the drones' start centroid (clipped into the box
+  where the whole formation fits, `FormationConfig.reference_box`) and flies a straight leg
+  at `reference_speed` with a random heading, reflected at the box's sides like a billiard
+  ball: `mission_target` gives its position and velocity at any policy step in closed form,
+  so the simulator and the ROS monitor node compute the same target from the same three
+  mission numbers. The drones observe it as the mission target.
+- "centroid": the swarm's own centroid. Each drone computes it from itself and the
+  neighbours it hears (in the observation code, so a node computes it the same way); the
+  metric uses the true centroid of all drones. No mission target.
+
+Everything here is batched over leading dimensions and numpy only (the agent and monitor
+nodes import it): the mission (`sample_mission`, `mission_target`, `uses_target`), the
+observation features (`formation_features`, called by `sim.obs`), the metric tracker
+(`FormationTracker`), the scenario (`FormationScenario`) and the scripted baseline
+(`formation_actions`).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from sim import obs as O
+from sim.config import FormationConfig
+from sim.scenarios import Scenario
+
+MISSION_SIZE = 3
+"""A moving reference's mission: start x, start y (m, ENU) and heading (rad, from +x)."""
+
+SLOT_SCALE = 2.0
+"""Metres per unit of the observation's relative slot positions."""
+
+_PERMUTATION_MAX_DRONES = 7  # up to 7! = 5040 assignments are enumerated at once; beyond, scipy
+
+
+# ----------------------------------------------------------------------------------------
+# Shape and mission
+# ----------------------------------------------------------------------------------------
+def slot_offsets(cfg: FormationConfig) -> np.ndarray:
+    """(N, 3) slot positions relative to the reference (z = 0), metres."""
+    xy = np.asarray(cfg.slot_offsets(), dtype=np.float64).reshape(cfg.num_drones, 2)
+    return np.concatenate([xy, np.zeros((cfg.num_drones, 1))], axis=1)
+
+
+def slots(cfg: FormationConfig, reference: np.ndarray) -> np.ndarray:
+    """Slot positions (..., N, 3) around reference positions (..., 3)."""
+    return np.asarray(reference, dtype=np.float64)[..., None, :] + slot_offsets(cfg)
+
+
+def uses_target(cfg: FormationConfig) -> bool:
+    """A moving reference is the mission target; the centroid reference needs none."""
+    return cfg.reference == "moving"
+
+
+def sample_mission(cfg: FormationConfig, rng: np.random.Generator,
+                   start_pos: np.ndarray) -> np.ndarray:
+    """Missions (E, MISSION_SIZE) for start positions (E, N, 3): the start centroid clipped
+    into the reference box, and a uniformly random heading (the rng's only draw)."""
+    start_pos = np.asarray(start_pos, dtype=np.float64)
+    low, high = cfg.reference_box
+    start = np.clip(start_pos[..., :2].mean(axis=-2), low, high)
+    heading = rng.uniform(-np.pi, np.pi, size=start.shape[:-1])
+    return np.concatenate([start, heading[..., None]], axis=-1)
+
+
+def mission_target(cfg: FormationConfig, mission: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The reference's position and velocity (..., 6) after `step` policy steps: the straight
+    leg unfolded onto the box [low, high]^2 (a triangle wave per axis), at start_altitude."""
+    mission = np.asarray(mission, dtype=np.float64)
+    t = np.asarray(step, dtype=np.float64) / cfg.policy_hz
+    low, high = cfg.reference_box
+    span = high - low
+    out = np.zeros(np.broadcast_shapes(mission.shape[:-1], t.shape) + (6,))
+    heading = mission[..., 2]
+    for axis, direction in enumerate((np.cos(heading), np.sin(heading))):
+        speed = cfg.reference_speed * direction
+        folded = np.mod(mission[..., axis] - low + speed * t, 2 * span)
+        forward = folded <= span
+        out[..., axis] = low + np.where(forward, folded, 2 * span - folded)
+        out[..., 3 + axis] = np.where(forward, speed, -speed)
+    out[..., 2] = cfg.start_altitude
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# The shape error (assignment-free)
+# ----------------------------------------------------------------------------------------
+def _permutations(n: int) -> np.ndarray:
+    return np.array(list(itertools.permutations(range(n))), dtype=np.intp).reshape(-1, n)
+
+
+_PERMS = {n: _permutations(n) for n in range(1, 5)}
+
+
+def shape_error(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
+    """Mean drone-to-slot distance under the best assignment of drones to slots, (...,) metres.
+
+    pos, slot_pos: (..., N, 3). Up to 7 drones every assignment is scored at once (24 for
+    4 drones); beyond, scipy's Hungarian algorithm per swarm."""
+    pos = np.asarray(pos, dtype=np.float64)
+    slot_pos = np.asarray(slot_pos, dtype=np.float64)
+    n = pos.shape[-2]
+    batch = np.broadcast_shapes(pos.shape[:-2], slot_pos.shape[:-2])
+    cost = np.linalg.norm(pos[..., :, None, :] - slot_pos[..., None, :, :], axis=-1)
+    cost = np.broadcast_to(cost, batch + (n, n)).reshape(-1, n, n)
+    if n <= _PERMUTATION_MAX_DRONES:
+        perms = _PERMS.get(n)
+        if perms is None:
+            perms = _PERMS[n] = _permutations(n)
+        total = cost[:, np.arange(n), perms].sum(axis=-1)  # (B, P)
+        best = total.min(axis=-1)
+    else:
+        from scipy.optimize import linear_sum_assignment
+
+        best = np.array([c[linear_sum_assignment(c)].sum() for c in cost])
+    return (best / n).reshape(batch)
+
+
+# ----------------------------------------------------------------------------------------
+# Observation features (called by sim.obs for every drone)
+# ----------------------------------------------------------------------------------------
+def feature_layout(cfg: FormationConfig) -> list[tuple[str, int]]:
+    return [
+        ("slots", cfg.num_drones * 3),  # every slot relative to the drone / SLOT_SCALE, slot order
+        ("reference_velocity", 3),  # divided by the velocity limits
+    ]
+
+
+def observed_reference(cfg: FormationConfig, own_pos: np.ndarray, own_vel: np.ndarray,
+                       other_pos: np.ndarray, other_vel: np.ndarray, heard: np.ndarray,
+                       target: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The reference position and velocity a drone observes, (..., 3) each: the mission
+    target (moving) or the centroid of itself and the neighbours it heard (centroid)."""
+    if uses_target(cfg):
+        if target is None:
+            raise ValueError("formation observations with reference='moving' need the mission "
+                             "target (..., 6): the reference's position and velocity "
+                             "(sim.formation.mission_target; /mission/target on ROS).")
+        target = np.broadcast_to(np.asarray(target, dtype=np.float64), own_pos.shape[:-1] + (6,))
+        return target[..., :3], target[..., 3:]
+    weight = heard.astype(np.float64)[..., None]
+    count = 1.0 + weight.sum(axis=-2)
+    ref_pos = (own_pos + (weight * other_pos).sum(axis=-2)) / count
+    ref_vel = (own_vel + (weight * other_vel).sum(axis=-2)) / count
+    return ref_pos, ref_vel
+
+
+def formation_features(cfg: FormationConfig, own_pos: np.ndarray, own_vel: np.ndarray,
+                       other_pos: np.ndarray, other_vel: np.ndarray, heard: np.ndarray,
+                       target: np.ndarray | None) -> np.ndarray:
+    """The formation part of a drone's observation, (..., 3 N + 3) float32 (`feature_layout`)."""
+    ref_pos, ref_vel = observed_reference(cfg, own_pos, own_vel, other_pos, other_vel, heard,
+                                          target)
+    rel = (slots(cfg, ref_pos) - own_pos[..., None, :]) / SLOT_SCALE
+    vel = ref_vel / np.array([cfg.vxy, cfg.vxy, cfg.vz])
+    return np.concatenate([rel.reshape(own_pos.shape[:-1] + (-1,)), vel],
+                          axis=-1).astype(O.OBS_DTYPE)
+
+
+# ----------------------------------------------------------------------------------------
+# The metric
+# ----------------------------------------------------------------------------------------
+def true_reference(cfg: FormationConfig, pos: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The reference the formation is scored against, (E, 3): the target's position, or the
+    true centroid of all drones."""
+    if uses_target(cfg):
+        return np.asarray(target, dtype=np.float64)[..., :3]
+    return np.asarray(pos, dtype=np.float64).mean(axis=-2)
+
+
+class FormationTracker:
+    """The episode's metrics, (E,) each: `shape_error`, the mean over the episode's policy
+    steps of the shape error (m, optimal assignment), and `final_shape_error`, the last
+    step's. The scenario and the ROS monitor node use the same class."""
+
+    def __init__(self, cfg: FormationConfig, num_envs: int):
+        self.cfg = cfg
+        self.total = np.zeros(num_envs)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.last = np.zeros(num_envs)
+
+    def reset(self, env_ids) -> None:
+        self.total[env_ids] = 0.0
+        self.steps[env_ids] = 0
+        self.last[env_ids] = 0.0
+
+    def update(self, pos: np.ndarray, vel: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Score one policy step (positions after it, (E, N, 3)); returns its shape error (E,).
+        Velocities are not scored (the signature is every world's)."""
+        error = shape_error(pos, slots(self.cfg, true_reference(self.cfg, pos, target)))
+        self.total += error
+        self.steps += 1
+        self.last = error
+        return error
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        return {"shape_error": self.total / np.maximum(self.steps, 1),
+                "final_shape_error": self.last.copy()}
+
+
+# ----------------------------------------------------------------------------------------
+# The scenario
+# ----------------------------------------------------------------------------------------
+class FormationScenario(Scenario):
+    """Rules in `sim.config.FormationConfig`; the mission, metric and features above."""
+
+    cfg: FormationConfig
+
+    def __init__(self, cfg: FormationConfig, num_envs: int):
+        super().__init__(cfg, num_envs)
+        self.missions = np.zeros((num_envs, MISSION_SIZE))
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.tracker = FormationTracker(cfg, num_envs)
+        self._error = np.zeros(num_envs)
+
+    def reset(self, env_ids, pos, rng):
+        self.missions[env_ids] = sample_mission(self.cfg, rng, pos)
+        self.steps[env_ids] = 0
+        self.tracker.reset(env_ids)
+
+    def target(self, env_ids=slice(None)) -> np.ndarray:
+        """The mission target (E, 6) at the current step of each episode."""
+        return mission_target(self.cfg, self.missions[env_ids], self.steps[env_ids])
+
+    def progress(self, pos):
+        self.steps += 1
+        error = self.tracker.update(pos, np.zeros_like(pos), self.target())
+        reward = -self.cfg.shape_weight * error
+        return reward, np.zeros(self.num_envs, dtype=bool), self.tracker.metrics()
+
+    def metrics(self):
+        return self.tracker.metrics()
+
+    def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
+        others_p, others_v, valid = self._others(pos, vel, env_ids, received)
+        return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
+                              target=self.target(env_ids)[:, None])
+
+    @property
+    def state_size(self) -> int:
+        return self.cfg.num_drones * 6 + 7
+
+    def state(self, pos, vel, t):
+        """Every drone's own features, the true reference (position as own_features scale it,
+        velocity over the limits) and the time left."""
+        target = self.target()
+        reference = true_reference(self.cfg, pos, target)
+        ref_vel = target[:, 3:] if uses_target(self.cfg) else vel.mean(axis=1)
+        ref = O.own_features(reference, ref_vel, self.cfg)
+        time_left = 1.0 - t / self.cfg.max_steps
+        return np.concatenate([self._drone_state(pos, vel), ref, time_left[:, None]],
+                              axis=1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# The scripted baseline
+# ----------------------------------------------------------------------------------------
+def formation_actions(cfg: FormationConfig, positions: np.ndarray, target: np.ndarray | None,
+                      velocities: np.ndarray | None = None, gain: float = 2.0) -> np.ndarray:
+    """Continuous actions (..., N, 4): drone i flies to slot i (its index, no matching, no
+    collision avoidance) with a proportional law on the position error (`gain`, 1/s) plus
+    the reference's velocity as feed-forward, at start altitude, no yaw.
+
+    positions: (..., N, 3) true positions; target: (..., 6) the mission target (moving) or
+    None (centroid: the true centroid of `positions`, with the drones' mean `velocities` as
+    feed-forward when given)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    if uses_target(cfg):
+        target = np.asarray(target, dtype=np.float64)
+        ref_pos, ref_vel = target[..., :3], target[..., 3:6]
+    else:
+        ref_pos = positions.mean(axis=-2)
+        ref_vel = (np.zeros_like(ref_pos) if velocities is None
+                   else np.asarray(velocities, dtype=np.float64).mean(axis=-2))
+    goal = slots(cfg, ref_pos)
+    goal[..., 2] = cfg.start_altitude
+    setpoint = ref_vel[..., None, :] + gain * (goal - positions)
+    actions = np.zeros(positions.shape[:-1] + (4,))
+    actions[..., :3] = setpoint / np.array([cfg.vxy, cfg.vxy, cfg.vz])
+    return np.clip(actions, -1.0, 1.0)
+
+
+__all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "feature_layout",
+           "formation_actions", "formation_features", "mission_target", "observed_reference",
+           "sample_mission", "shape_error", "slot_offsets", "slots", "uses_target"]
