@@ -131,7 +131,7 @@ def shape_error(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 def feature_layout(cfg: FormationConfig) -> list[tuple[str, int]]:
     return [
-        ("slots", cfg.num_drones * 3),  # every slot relative to the drone / SLOT_SCALE, slot order
+        ("slots", cfg.num_drones * 3),  # every slot relative to the drone / SLOT_SCALE, nearest first
         ("reference_velocity", 3),  # divided by the velocity limits
     ]
 
@@ -161,7 +161,11 @@ def formation_features(cfg: FormationConfig, own_pos: np.ndarray, own_vel: np.nd
     """The formation part of a drone's observation, (..., 3 N + 3) float32 (`feature_layout`)."""
     ref_pos, ref_vel = observed_reference(cfg, own_pos, own_vel, other_pos, other_vel, heard,
                                           target)
-    rel = (slots(cfg, ref_pos) - own_pos[..., None, :]) / SLOT_SCALE
+    rel = slots(cfg, ref_pos) - own_pos[..., None, :]
+    # nearest slot first: every slot is as good as any other (the error matches drones to
+    # slots), so the list is ordered as the neighbours are, by what matters to this drone
+    order = np.argsort(np.linalg.norm(rel, axis=-1), axis=-1, kind="stable")
+    rel = np.take_along_axis(rel, order[..., None], axis=-2) / SLOT_SCALE
     vel = ref_vel / np.array([cfg.vxy, cfg.vxy, cfg.vz])
     return np.concatenate([rel.reshape(own_pos.shape[:-1] + (-1,)), vel],
                           axis=-1).astype(O.OBS_DTYPE)
@@ -290,6 +294,40 @@ def formation_actions(cfg: FormationConfig, positions: np.ndarray, target: np.nd
     return np.clip(actions, -1.0, 1.0)
 
 
-__all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "feature_layout",
+def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend: str = "pybullet",
+                      seed: int = 12345, **params) -> dict[str, float]:
+    """Mean end-of-episode figures of a baseline over `episodes` episodes run at once:
+    "scripted" (`formation_actions`), "random" (`sim.scripted.random_walk_actions`, the
+    floor) or "hover". The same figures and evaluation seed as `marl-ros eval`."""
+    import sim
+    from sim.scripted import random_walk_actions
+
+    venv = sim.make_vec_env("formation", episodes, backend=backend, seed=seed, autoreset=False,
+                            **params)
+    rng = np.random.default_rng(seed)
+    venv.reset(seed=seed)
+    shape = (venv.num_envs, venv.num_agents)
+    try:
+        while True:
+            if controller == "scripted":
+                actions = formation_actions(venv.cfg, venv.positions, venv.scenario.target(),
+                                            venv.velocities)
+            elif controller == "random":
+                actions = random_walk_actions(venv.cfg, rng, shape)
+            elif controller == "hover":
+                actions = np.zeros(shape + (4,))
+            else:
+                raise ValueError(f"controller must be scripted, random or hover (got "
+                                 f"{controller!r}).")
+            *_, infos = venv.step(actions)
+            if infos["done"].all():  # every episode has the same length
+                break
+    finally:
+        venv.close()
+    keys = ("shape_error", "final_shape_error", "episode_return", "episode_collisions")
+    return {k: float(np.mean(infos[k])) for k in keys}
+
+
+__all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "evaluate_baseline", "feature_layout",
            "formation_actions", "formation_features", "mission_target", "observed_reference",
            "sample_mission", "shape_error", "slot_offsets", "slots", "uses_target"]

@@ -1,0 +1,252 @@
+"""Formation: the config, the shapes, the assignment-free shape error, the moving reference
+(mission), the observation, rewards and metrics, and the scripted baseline."""
+
+import itertools
+
+import numpy as np
+import pytest
+from pettingzoo.test import parallel_api_test
+
+import sim
+from sim import formation as F
+from sim import obs as O
+from sim.config import FORMATION_SHAPES, ConfigError, make_config
+from sim.missions import Mission
+from sim.scripted import random_walk_actions
+
+
+def place(venv, positions, env=0):
+    """Teleport the drones of one env (at rest) to `positions` (N, 3)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    venv.dynamics.reset(np.array([env]), positions[None], np.zeros((1, len(positions))))
+    venv._pos[env] = positions
+
+
+# -- configuration ---------------------------------------------------------------------------
+@pytest.mark.parametrize("params, message", [
+    (dict(shape="star"), "shape must be one of line, wedge, ring, grid"),
+    (dict(reference="leader"), "reference must be one of moving, centroid"),
+    (dict(spacing=0.2), r"spacing must be a number of metres larger than collision_distance=0.3"),
+    (dict(reference_speed=2.0), r"reference_speed must be a number of m/s in \[0, vxy=2.0\)"),
+    (dict(reference_speed=-0.1), r"reference_speed must be a number of m/s"),
+    (dict(shape_weight=-1.0), "shape_weight must be a finite number >= 0"),
+    (dict(shape="line", num_drones=8, spacing=1.0), "does not fit in arena_size=6.0"),
+    (dict(arena_size=0.0), "arena_size must be a number of metres > 0"),
+])
+def test_invalid_config_is_one_sentence(params, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        make_config("formation", **params)
+    assert str(err.value).count(". ") == 0 and str(err.value).endswith(".")
+
+
+@pytest.mark.parametrize("shape", FORMATION_SHAPES)
+@pytest.mark.parametrize("n", [1, 2, 4, 5, 9])
+def test_shapes_are_centred_and_neighbours_spacing_apart(shape, n):
+    cfg = make_config("formation", shape=shape, num_drones=n, spacing=0.7, arena_size=12.0)
+    off = F.slot_offsets(cfg)
+    assert off.shape == (n, 3)
+    np.testing.assert_allclose(off.mean(axis=0), 0.0, atol=1e-12)
+    if n > 1:
+        d = np.linalg.norm(off[:, None] - off[None], axis=-1) + np.eye(n) * 1e9
+        assert d.min() == pytest.approx(0.7)  # nearest neighbours exactly spacing apart, none closer
+
+
+def test_shape_geometry():
+    ring = F.slot_offsets(make_config("formation", shape="ring", spacing=1.0))
+    np.testing.assert_allclose(np.linalg.norm(ring[:, :2], axis=1), np.sqrt(0.5))  # a 1 m square
+    line = F.slot_offsets(make_config("formation", shape="line", spacing=1.0))
+    np.testing.assert_allclose(line[:, 1], [-1.5, -0.5, 0.5, 1.5])
+    np.testing.assert_allclose(line[:, 0], 0.0)
+    wedge = F.slot_offsets(make_config("formation", shape="wedge", num_drones=3, spacing=1.0))
+    assert wedge[0, 0] > wedge[1, 0] == pytest.approx(wedge[2, 0])  # apex ahead (+x)
+    assert wedge[1, 1] == pytest.approx(-wedge[2, 1])
+
+
+def test_observation_depends_on_shape_parameters():
+    base = make_config("formation")
+    for change in (dict(shape="ring"), dict(spacing=1.0), dict(reference="centroid"),
+                   dict(arena_size=8.0)):
+        assert O.observation_hash(make_config("formation", **change)) != O.observation_hash(base)
+    assert O.observation_hash(make_config("formation", shape_weight=2.0)) == O.observation_hash(base)
+    names = [name for name, _ in O.observation_layout(base)]
+    assert names[-2:] == ["slots", "reference_velocity"]
+    assert O.observation_size(base) == 6 + 3 * 7 + 12 + 3
+
+
+# -- shape error -----------------------------------------------------------------------------
+def test_shape_error_is_assignment_free():
+    cfg = make_config("formation", shape="ring")
+    s = F.slots(cfg, np.array([3.0, 3.0, 1.0]))
+    for perm in itertools.permutations(range(4)):
+        assert F.shape_error(s[list(perm)], s) == pytest.approx(0.0, abs=1e-12)
+    moved = s.copy()
+    moved[2, 0] += 0.4  # one drone 0.4 m off its slot: mean 0.1 m
+    assert F.shape_error(moved[[3, 1, 0, 2]], s) == pytest.approx(0.1)
+
+
+def test_shape_error_matches_brute_force_and_hungarian():
+    rng = np.random.default_rng(0)
+    pos, slot = rng.uniform(0, 5, (64, 5, 3)), rng.uniform(0, 5, (64, 5, 3))
+    cost = np.linalg.norm(pos[:, :, None] - slot[:, None], axis=-1)
+    brute = np.array([min(c[range(5), list(p)].sum() for p in itertools.permutations(range(5)))
+                      for c in cost]) / 5
+    np.testing.assert_allclose(F.shape_error(pos, slot), brute)
+    pos9, slot9 = rng.uniform(0, 5, (8, 9, 3)), rng.uniform(0, 5, (8, 9, 3))  # scipy path
+    from scipy.optimize import linear_sum_assignment
+    c9 = np.linalg.norm(pos9[:, :, None] - slot9[:, None], axis=-1)
+    want = [c[linear_sum_assignment(c)].sum() / 9 for c in c9]
+    np.testing.assert_allclose(F.shape_error(pos9, slot9), want)
+
+
+# -- mission ---------------------------------------------------------------------------------
+def test_mission_starts_over_the_swarm_and_bounces_inside_the_box():
+    cfg = make_config("formation", reference_speed=1.0)
+    rng = np.random.default_rng(3)
+    start = np.array([[[2.0, 3.0, 1.0], [2.5, 3.0, 1.0], [2.0, 3.5, 1.0], [2.5, 3.5, 1.0]]])
+    mission = F.sample_mission(cfg, rng, start)
+    assert mission.shape == (1, F.MISSION_SIZE)
+    np.testing.assert_allclose(mission[0, :2], [2.25, 3.25])
+    steps = np.arange(0, 400)
+    target = F.mission_target(cfg, mission[0], steps)  # (T, 6)
+    np.testing.assert_allclose(target[0, :2], [2.25, 3.25])
+    low, high = cfg.reference_box
+    assert (target[:, :2] >= low - 1e-9).all() and (target[:, :2] <= high + 1e-9).all()
+    np.testing.assert_allclose(target[:, 2], cfg.start_altitude)
+    np.testing.assert_allclose(np.linalg.norm(target[:, 3:5], axis=1), 1.0)
+    # the velocity is what the position does between steps (except across a bounce)
+    moved = np.diff(target[:, :2], axis=0) * cfg.policy_hz
+    straight = np.all(np.sign(target[1:, 3:5]) == np.sign(target[:-1, 3:5]), axis=1)
+    np.testing.assert_allclose(moved[straight], target[1:, 3:5][straight], atol=1e-9)
+    assert (~straight).sum() >= 2  # 50 s at 1 m/s in a 3.9 m box bounces several times
+    # a centroid clipped into the box
+    far = F.sample_mission(cfg, rng, np.full((1, 4, 3), 0.1))
+    np.testing.assert_allclose(far[0, :2], low)
+
+
+def test_mission_is_the_same_for_the_monitor_node():
+    cfg = make_config("formation")
+    venv = sim.make_vec_env("formation", 1, seed=7, autoreset=False)
+    venv.reset(seed=7)
+    start = venv.positions[0]
+    rng = np.random.default_rng(7)
+    rng.random()  # (different streams give different headings, same start)
+    mission = Mission(cfg, rng, start)
+    np.testing.assert_allclose(mission.numbers[:2], venv.scenario.missions[0, :2])
+    np.testing.assert_allclose(mission.target(5)[:3],
+                               F.mission_target(cfg, mission.numbers, np.asarray(5))[:3])
+
+
+def test_uses_target():
+    assert F.uses_target(make_config("formation"))
+    assert not F.uses_target(make_config("formation", reference="centroid"))
+
+
+# -- observation -----------------------------------------------------------------------------
+def nearest_first(rel):
+    return rel[np.argsort(np.linalg.norm(rel, axis=-1), kind="stable")]
+
+
+def test_observation_holds_the_slots_relative_to_the_drone_and_the_reference_velocity():
+    cfg = make_config("formation", shape="line", spacing=1.0)
+    own = np.array([3.0, 3.0, 1.0])
+    others = np.array([[4.0, 3.0, 1.0], [5.0, 3.0, 1.0], [2.0, 3.0, 1.0]])
+    target = np.array([3.0, 2.0, 1.0, 0.3, 0.0, 0.0])
+    obs = O.build_observation(cfg, own, np.zeros(3), others, np.zeros((3, 3)), target=target)
+    slots = obs[-15:-3].reshape(4, 3) * F.SLOT_SCALE
+    np.testing.assert_allclose(slots, nearest_first(F.slots(cfg, target[:3]) - own), atol=1e-6)
+    np.testing.assert_allclose(obs[-3:], [0.15, 0.0, 0.0], atol=1e-7)
+    with pytest.raises(ValueError, match="need the mission target"):
+        O.build_observation(cfg, own, np.zeros(3), others, np.zeros((3, 3)))
+
+
+def test_centroid_reference_is_what_the_drone_hears():
+    cfg = make_config("formation", reference="centroid", comm_radius=1.5)
+    own = np.array([3.0, 3.0, 1.0])
+    others = np.array([[4.0, 3.0, 1.0], [3.0, 4.0, 1.0], [5.5, 5.5, 1.0]])  # the last unheard
+    vel = np.array([[0.3, 0.0, 0.0], [0.0, 0.3, 0.0], [1.0, 1.0, 0.0]])
+    obs = O.build_observation(cfg, own, np.zeros(3), others, vel)
+    centroid = np.array([10 / 3, 10 / 3, 1.0])
+    slots = obs[-15:-3].reshape(4, 3) * F.SLOT_SCALE
+    np.testing.assert_allclose(slots, nearest_first(F.slots(cfg, centroid) - own), atol=1e-6)
+    np.testing.assert_allclose(obs[-3:], [0.05, 0.05, 0.0], atol=1e-7)
+
+
+# -- rewards, metrics, episodes --------------------------------------------------------------
+def test_reward_is_minus_the_shape_error_and_the_metric_its_episode_mean():
+    venv = sim.make_vec_env("formation", 1, seed=0, autoreset=False, reference_speed=0.0,
+                            collision_penalty=0.0, geofence_penalty=0.0, shape_weight=2.0)
+    venv.reset(seed=0)
+    target = venv.scenario.target()[0]
+    perfect = F.slots(venv.cfg, target[:3])[[2, 0, 3, 1]]
+    place(venv, perfect)
+    _, reward, *_ , info = venv.step(np.zeros((1, 4, 4)))
+    assert reward[0, 0] == pytest.approx(0.0, abs=0.02)  # hovering in slots, any order
+    reward_first = float(reward[0, 0])
+    off = perfect.copy()
+    off[:, 0] += 0.5
+    place(venv, off)
+    _, reward, *_, info = venv.step(np.zeros((1, 4, 4)))
+    assert reward[0, 0] == pytest.approx(-2.0 * 0.5, abs=0.04)
+    first, err = -reward_first / 2.0, venv.scenario.tracker.last[0]
+    assert info["final_shape_error"][0] == pytest.approx(err)
+    assert info["shape_error"][0] == pytest.approx((first + err) / 2)  # the mean of the 2 steps
+
+
+def test_episode_truncates_and_reports_metrics():
+    venv = sim.make_vec_env("formation", 4, seed=1, max_steps=5)
+    venv.reset(seed=1)
+    for _ in range(5):
+        _, _, term, trunc, info = venv.step(np.zeros((4, 4, 4)))
+    assert info["done"].all() and trunc.all() and not term.any()
+    assert (info["shape_error"] > 0).all() and "final_obs" in info
+    assert (venv.scenario.tracker.steps == 0).all()  # reset for the next episode
+
+
+def test_collision_and_geofence_penalties():
+    venv = sim.make_vec_env("formation", 1, seed=0, autoreset=False, reference_speed=0.0)
+    venv.reset(seed=0)
+    target = venv.scenario.target()[0]
+    pos = F.slots(venv.cfg, target[:3])
+    pos[1] = pos[0] + [0.1, 0.0, 0.0]  # a near-collision
+    pos[3, 0] = -0.5  # outside the fence
+    place(venv, pos)
+    _, reward, *_, info = venv.step(np.zeros((1, 4, 4)))
+    err = venv.scenario.tracker.last[0]
+    assert info["collisions"][0] == 1 and info["geofence_violations"][0] == 1
+    assert reward[0, 0] == pytest.approx(-err - 0.05 - 0.05, abs=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["fast", "pybullet"])
+@pytest.mark.parametrize("reference", ["moving", "centroid"])
+def test_parallel_api(backend, reference):
+    env = sim.make_env("formation", backend=backend, reference=reference, max_steps=10)
+    parallel_api_test(env, num_cycles=20)
+    env.close()
+
+
+# -- scripted baseline -----------------------------------------------------------------------
+@pytest.mark.parametrize("reference", ["moving", "centroid"])
+def test_scripted_baseline_holds_the_shape(reference):
+    venv = sim.make_vec_env("formation", 32, seed=0, autoreset=False, reference=reference)
+    venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    scripted, walk = venv.cfg, None
+    for _ in range(100):
+        target = venv.scenario.target()
+        *_, info = venv.step(F.formation_actions(scripted, venv.positions, target,
+                                                 venv.velocities))
+    assert info["final_shape_error"].mean() < 0.05  # in shape at the end
+    assert info["shape_error"].mean() < 0.2  # the mean includes getting there
+    venv.reset(seed=0)
+    for _ in range(100):
+        *_, walk = venv.step(random_walk_actions(venv.cfg, rng, (32, 4)))
+    assert walk["shape_error"].mean() > 5 * info["shape_error"].mean()
+
+
+def test_scripted_baseline_feeds_the_reference_velocity_forward():
+    cfg = make_config("formation")
+    target = np.array([3.0, 3.0, 1.0, 0.3, -0.2, 0.0])
+    in_slots = F.slots(cfg, target[:3])
+    actions = F.formation_actions(cfg, in_slots, target)
+    np.testing.assert_allclose(actions[:, :2], np.tile([0.15, -0.1], (4, 1)))
+    np.testing.assert_allclose(actions[:, 2:], 0.0)
