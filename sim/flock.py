@@ -8,12 +8,14 @@ Reynolds' three objectives, each drone judged against the neighbours it hears (w
 
 - goal: `goal_weight` times the progress of the swarm centroid towards the goal centre this
   step (horizontal metres), and `goal_bonus` once every drone is inside the goal region,
-  which ends the episode (terminated);
+  which ends the episode (terminated); minus `time_penalty` per step (the hurry: the
+  progress term alone pays the same for a slow trip as for a fast one);
 - cohesion: minus `cohesion_weight` times the mean over drones of the distance to the centroid
   of the neighbours it hears (a drone hearing none pays `comm_radius`: losing the group costs
   most);
 - alignment: minus `alignment_weight` times the mean over drones of the distance between its
   velocity and its heard neighbours' mean velocity, over vxy (0 for a drone hearing none);
+  the velocities are the true mean velocities over the step (displacement x policy_hz);
 - separation: minus `separation_weight` times, per pair closer than `separation_distance`,
   the shortfall (separation_distance - distance) / separation_distance.
 The vector environment adds the usual near-collision and geofence penalties.
@@ -238,7 +240,7 @@ class FlockScenario(Scenario):
         self.steps = np.zeros(num_envs, dtype=np.int64)
         self.tracker = FlockTracker(cfg, num_envs)
         self.last_distance = np.zeros(num_envs)
-        self._vel = np.zeros((num_envs, cfg.num_drones, 3))
+        self.last_pos = np.zeros((num_envs, cfg.num_drones, 3))
 
     def start_positions(self, rng, count):
         return cluster_positions(self.cfg, rng, count)
@@ -248,7 +250,7 @@ class FlockScenario(Scenario):
         self.steps[env_ids] = 0
         self.tracker.reset(env_ids)
         self.last_distance[env_ids] = centroid_distance(pos, self.target(env_ids))
-        self._vel[env_ids] = 0.0
+        self.last_pos[env_ids] = pos
 
     def target(self, env_ids=slice(None)) -> np.ndarray:
         """The mission target (E, 6): the goal centre at start altitude, zero velocity."""
@@ -258,11 +260,13 @@ class FlockScenario(Scenario):
         cfg = self.cfg
         self.steps += 1
         target = self.target()
-        arrived = self.tracker.update(pos, self._vel, target)
+        vel = (pos - self.last_pos) * cfg.policy_hz  # each drone's mean velocity over the step
+        self.last_pos = pos.copy()
+        arrived = self.tracker.update(pos, vel, target)
         distance = centroid_distance(pos, target)
-        terms = reynolds_terms(cfg, pos, self._vel)
+        terms = reynolds_terms(cfg, pos, vel)
         reward = (cfg.goal_weight * (self.last_distance - distance) + cfg.goal_bonus * arrived
-                  - cfg.cohesion_weight * terms["cohesion"]
+                  - cfg.time_penalty - cfg.cohesion_weight * terms["cohesion"]
                   - cfg.alignment_weight * terms["alignment"]
                   - cfg.separation_weight * terms["separation"])
         self.last_distance = distance
@@ -272,9 +276,6 @@ class FlockScenario(Scenario):
         return self.tracker.metrics()
 
     def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
-        # The velocities of the latest tick, for the alignment term of the next progress
-        # (progress only gets positions; observe_tick runs right after every step).
-        self._vel[env_ids] = vel
         others_p, others_v, valid = self._others(pos, vel, env_ids, received)
         return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
                               target=self.target(env_ids)[:, None])
@@ -298,7 +299,7 @@ class FlockScenario(Scenario):
 # ----------------------------------------------------------------------------------------
 def flock_actions(cfg: FlockConfig, positions: np.ndarray, target: np.ndarray,
                   velocities: np.ndarray | None = None, goal_gain: float = 1.5,
-                  cohesion: float = 0.5, alignment: float = 0.5, separation: float = 0.6
+                  cohesion: float = 0.2, alignment: float = 0.5, separation: float = 2.0
                   ) -> np.ndarray:
     """Reynolds boids with a goal-seeking term, fixed weights: continuous actions (..., N, 4).
 
@@ -347,7 +348,49 @@ def straight_actions(cfg: FlockConfig, positions: np.ndarray, target: np.ndarray
                          alignment=0.0, separation=0.0)
 
 
-__all__ = ["FlockScenario", "FlockTracker", "MISSION_SIZE", "centroid_distance",
+BASELINES = ("boids", "straight", "random")
+
+
+def evaluate_baseline(controller: str = "boids", episodes: int = 10, backend: str = "pybullet",
+                      seed: int = 12345, **params) -> dict[str, float]:
+    """Mean end-of-episode figures of a baseline over `episodes` episodes run at once (each
+    env's first episode): "boids" (`flock_actions`), "straight" (`straight_actions`) or
+    "random" (`sim.scripted.random_walk_actions`, the floor). The same figures and
+    evaluation seed as `marl-ros eval`. The scripted controllers read the true states."""
+    import sim
+    from sim.scripted import random_walk_actions
+
+    if controller not in BASELINES:
+        raise ValueError(f"controller must be one of {', '.join(BASELINES)} (got {controller!r}).")
+    venv = sim.make_vec_env("flock", episodes, backend=backend, seed=seed, **params)
+    rng = np.random.default_rng(seed)
+    venv.reset(seed=seed)
+    shape = (venv.num_envs, venv.num_agents)
+    keys = ("time_to_goal", "spread", "min_separation", "goal_reached", "episode_return",
+            "episode_length", "episode_collisions")
+    figures = {k: np.zeros(episodes) for k in keys}
+    finished = np.zeros(episodes, dtype=bool)
+    try:
+        while not finished.all():
+            target = venv.scenario.target()
+            if controller == "boids":
+                actions = flock_actions(venv.cfg, venv.positions, target, venv.velocities)
+            elif controller == "straight":
+                actions = straight_actions(venv.cfg, venv.positions, target)
+            else:
+                actions = random_walk_actions(venv.cfg, rng, shape)
+            *_, infos = venv.step(actions)
+            first = infos["done"] & ~finished
+            if first.any():
+                for k in keys:
+                    figures[k][first] = infos[k][first]
+            finished |= infos["done"]
+    finally:
+        venv.close()
+    return {k: float(v.mean()) for k, v in figures.items()}
+
+
+__all__ = ["BASELINES", "evaluate_baseline", "FlockScenario", "FlockTracker", "MISSION_SIZE", "centroid_distance",
            "cluster_offsets", "cluster_positions", "feature_layout", "flock_actions",
            "flock_features", "heard_neighbours", "inside_goal", "mission_target",
            "reynolds_terms", "sample_mission", "spread", "straight_actions", "uses_target"]
