@@ -246,6 +246,10 @@ def test_mappo_learns_to_bring_a_small_flock_to_its_goal(record_property):
     record_property("per_seed", learned)
     reached = [r["goal_reached"] for r in learned]
     time = [r["time_to_goal"] for r in learned]
+    # Measured (2026-12-06, seeds 0-2): every episode reached, 9.5-10.6 steps to the goal
+    # (random walk: never, 40), return 2.89-2.98 (walk -4.96; boids 3.01, 9.6 steps), minimum
+    # separation 0.48-0.54 m. The margins below leave room for the seeds' spread.
     assert min(reached) >= 0.9, (learned, walk)
-    assert np.mean(time) < 0.6 * walk["time_to_goal"], (time, walk, boids)
-    assert np.mean([r["episode_return"] for r in learned]) > walk["episode_return"] + 3.0
+    assert np.mean(time) < 0.35 * walk["time_to_goal"], (time, walk, boids)
+    assert np.mean([r["episode_return"] for r in learned]) > walk["episode_return"] + 6.0
+    assert min(r["min_separation"] for r in learned) > 0.3  # mean smallest distance > 0.3 m
