@@ -19,11 +19,13 @@ from sim.scripted import random_walk_actions
 
 def run_episodes(venv: Any, choose_actions, seed: int) -> dict[str, float]:
     """Roll every env of `venv` to the end of its first episode; means of the end figures."""
-    obs, _ = venv.reset(seed=seed)
+    obs, metrics = venv.reset(seed=seed)
     e = venv.num_envs
     finished = np.zeros(e, bool)
     figures: dict[str, np.ndarray] = {k: np.zeros(e) for k in (
         "coverage", "episode_return", "episode_length", "episode_collisions")}
+    # and the scenario's own metrics (formation: shape_error), as the episode ends
+    figures.update({k: np.zeros(e) for k in metrics if k not in figures})
     while not finished.all():
         obs, _, _, _, infos = venv.step(choose_actions(obs))
         first = infos["done"] & ~finished

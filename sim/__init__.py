@@ -23,7 +23,8 @@ def _check_backend(backend: str) -> None:
 
 def make_env(name: str, *, backend: str = "pybullet", render_mode: str | None = "rgb_array",
              seed: int | None = None, **cfg: Any):
-    """A PettingZoo ParallelEnv for scenario `name` ("coverage", "spread" or "pursuit")."""
+    """A PettingZoo ParallelEnv for scenario `name` ("coverage", "spread", "pursuit",
+    "formation" or "flock")."""
     from sim.env import DroneSwarmEnv
 
     _check_backend(backend)

@@ -423,8 +423,198 @@ class PursuitConfig(SwarmConfig):
         self._validate_capacity()
 
 
+FORMATION_SHAPES = ("line", "wedge", "ring", "grid")
+FORMATION_REFERENCES = ("moving", "centroid")
+FORMATION_MARGIN = 0.25
+"""Metres between the fence and the formation's outermost slot where the reference turns."""
+
+
+def formation_offsets(shape: str, num_drones: int, spacing: float) -> list[tuple[float, float]]:
+    """The formation's slots relative to its reference, (x, y) metres, centred on it (their
+    mean is the reference): neighbouring slots `spacing` apart. line: abreast along y;
+    wedge: a V opening towards -x (apex forward, 45-degree arms); ring: a regular polygon;
+    grid: ceil(sqrt(N)) columns, filled row by row. Pure Python: the config validates with it
+    and sim.formation turns it into an array."""
+    n, s = num_drones, spacing
+    if shape == "line":
+        points = [(0.0, (k - (n - 1) / 2) * s) for k in range(n)]
+    elif shape == "wedge":
+        arm = s * math.sqrt(0.5)
+        points = [(-((k + 1) // 2) * arm, (1 if k % 2 else -1) * ((k + 1) // 2) * arm)
+                  for k in range(n)]
+    elif shape == "ring":
+        radius = s / (2 * math.sin(math.pi / n)) if n > 1 else 0.0
+        points = [(radius * math.cos(2 * math.pi * k / n), radius * math.sin(2 * math.pi * k / n))
+                  for k in range(n)]
+    elif shape == "grid":
+        cols = math.ceil(math.sqrt(n))
+        points = [(-(k // cols) * s, (k % cols) * s) for k in range(n)]
+    else:
+        raise ConfigError(f"shape must be one of {', '.join(FORMATION_SHAPES)} (got {shape!r}).")
+    cx = sum(p[0] for p in points) / n
+    cy = sum(p[1] for p in points) / n
+    return [(x - cx, y - cy) for x, y in points]
+
+
+@dataclass(frozen=True)
+class FormationConfig(SwarmConfig):
+    """Hold a shape around a reference: the N drones take the N slots of `shape` (neighbouring
+    slots `spacing` apart, held in the world frame) around the reference, any drone in any
+    slot (the reward matches drones to slots optimally).
+
+    reference="moving": the reference starts over the drones' start centroid (kept where the
+    whole formation fits) and flies a straight leg at `reference_speed` with a random heading,
+    bouncing off the box that keeps every slot FORMATION_MARGIN inside the arena; the drones
+    observe it as the mission target (position, velocity). reference="centroid": the
+    reference is the swarm's own centroid (each drone computes it from itself and the
+    neighbours it hears), so only the shape counts.
+
+    Reward per step: minus the shape error (the mean drone-to-slot distance under the optimal
+    assignment, metres) times `shape_weight`, minus the usual collision and geofence
+    penalties. Metric: `shape_error`, its mean over the episode's steps.
+    """
+
+    shape: str = "wedge"
+    spacing: float = 0.8
+    reference: str = "moving"
+    reference_speed: float = 0.3
+    arena_size: float = 6.0
+    shape_weight: float = 1.0
+    # Every drone hears every other across the default arena (diagonal 8.5 m): a drone
+    # chooses its slot from where the others are.
+    comm_radius: float = 9.0
+
+    scenario = "formation"
+    SIM_ONLY = SwarmConfig.SIM_ONLY + ("shape_weight",)
+
+    @property
+    def field_size(self) -> tuple[float, float]:
+        return (self.arena_size, self.arena_size)
+
+    def slot_offsets(self) -> list[tuple[float, float]]:
+        return formation_offsets(self.shape, self.num_drones, self.spacing)
+
+    @property
+    def formation_radius(self) -> float:
+        """Horizontal distance from the reference to the outermost slot, metres."""
+        return max(math.hypot(x, y) for x, y in self.slot_offsets())
+
+    @property
+    def reference_box(self) -> tuple[float, float]:
+        """The range of the moving reference's x and y: every slot stays FORMATION_MARGIN
+        inside the arena."""
+        edge = self.formation_radius + FORMATION_MARGIN
+        return (edge, self.arena_size - edge)
+
+    def _validate(self) -> None:
+        super()._validate()
+        _require(self.shape in FORMATION_SHAPES,
+                 f"shape must be one of {', '.join(FORMATION_SHAPES)} (got {self.shape!r}).")
+        _require(self.reference in FORMATION_REFERENCES,
+                 f"reference must be one of {', '.join(FORMATION_REFERENCES)} "
+                 f"(got {self.reference!r}).")
+        _require(isinstance(self.spacing, int | float) and math.isfinite(self.spacing)
+                 and self.spacing > self.collision_distance,
+                 f"spacing must be a number of metres larger than collision_distance="
+                 f"{self.collision_distance} (got {self.spacing!r}).")
+        _require(isinstance(self.reference_speed, int | float) and 0 <= self.reference_speed < self.vxy,
+                 f"reference_speed must be a number of m/s in [0, vxy={self.vxy}) so the drones "
+                 f"can keep up (got {self.reference_speed!r}).")
+        _require(isinstance(self.shape_weight, int | float) and math.isfinite(self.shape_weight)
+                 and self.shape_weight >= 0,
+                 f"shape_weight must be a finite number >= 0 (got {self.shape_weight!r}).")
+        _require(isinstance(self.arena_size, int | float) and math.isfinite(self.arena_size)
+                 and self.arena_size > 0,
+                 f"arena_size must be a number of metres > 0 (got {self.arena_size!r}).")
+        low, high = self.reference_box
+        _require(low < high,
+                 f"the {self.shape} of {self.num_drones} drones at spacing {self.spacing} m "
+                 f"({2 * low:.2f} m across with its margins) does not fit in arena_size="
+                 f"{self.arena_size}; use a larger arena_size or a smaller spacing.")
+        self._validate_capacity()
+
+
+@dataclass(frozen=True)
+class FlockConfig(SwarmConfig):
+    """Move the swarm to a goal region as a group (the rules: sim.flock). The drones start as
+    a compact cluster (grid at start spacing, `cluster_margin` inside the fence) in a square
+    arena; the goal region is a disc of `goal_radius` around a centre at least
+    `goal_distance` from the start centroid. Reward: the centroid's progress to the goal
+    times `goal_weight`, `goal_bonus` when every drone is inside (which ends the episode),
+    minus `time_penalty` per step, minus the Reynolds costs (cohesion, alignment, separation
+    below `separation_distance`) times their weights, minus the usual collision and geofence
+    penalties.
+    """
+
+    arena_size: float = 6.0
+    goal_radius: float = 0.6
+    goal_distance: float = 3.0
+    separation_distance: float = 0.5
+    cluster_margin: float = 0.5
+    max_steps: int = 80
+    goal_weight: float = 1.0
+    goal_bonus: float = 2.0
+    time_penalty: float = 0.05
+    cohesion_weight: float = 0.05
+    alignment_weight: float = 0.02
+    separation_weight: float = 0.2
+
+    scenario = "flock"
+    SIM_ONLY = SwarmConfig.SIM_ONLY + ("goal_weight", "goal_bonus", "time_penalty",
+                                       "cohesion_weight", "alignment_weight", "separation_weight")
+
+    @property
+    def field_size(self) -> tuple[float, float]:
+        return (self.arena_size, self.arena_size)
+
+    @property
+    def cluster_radius(self) -> float:
+        """Half the side of the start cluster's grid, metres."""
+        cols = math.ceil(math.sqrt(self.num_drones))
+        rows = math.ceil(self.num_drones / cols)
+        return 0.5 * (max(cols, rows) - 1) * self.start_spacing
+
+    @property
+    def cluster_box(self) -> tuple[float, float]:
+        """The range of the start cluster centre's x and y."""
+        edge = self.cluster_radius + self.cluster_margin
+        return (edge, self.arena_size - edge)
+
+    @property
+    def goal_box(self) -> tuple[float, float]:
+        """The range of the goal centre's x and y: the goal region inside the fence."""
+        return (self.goal_radius, self.arena_size - self.goal_radius)
+
+    def _validate(self) -> None:
+        super()._validate()
+        for name in ("arena_size", "goal_radius", "separation_distance"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and math.isfinite(value) and value > 0,
+                     f"{name} must be a finite number of metres > 0 (got {value!r}).")
+        for name in ("goal_distance", "cluster_margin", "goal_weight", "goal_bonus",
+                     "time_penalty", "cohesion_weight", "alignment_weight", "separation_weight"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and math.isfinite(value) and value >= 0,
+                     f"{name} must be a finite number >= 0 (got {value!r}).")
+        low, high = self.cluster_box
+        _require(low <= high,
+                 f"the start cluster of {self.num_drones} drones ({2 * self.cluster_radius:.2f} m "
+                 f"across) with cluster_margin={self.cluster_margin} does not fit in "
+                 f"arena_size={self.arena_size}; use a larger arena_size or fewer drones.")
+        low, high = self.goal_box
+        _require(low <= high,
+                 f"goal_radius={self.goal_radius} does not fit in arena_size={self.arena_size}; "
+                 f"use goal_radius <= {self.arena_size / 2}.")
+        reach = math.hypot(self.arena_size, self.arena_size)
+        _require(self.goal_distance < reach,
+                 f"goal_distance must be shorter than the arena's diagonal ({reach:.2f} m) "
+                 f"(got {self.goal_distance!r}).")
+        self._validate_capacity()
+
 SCENARIOS: dict[str, type[SwarmConfig]] = {"coverage": CoverageConfig, "spread": SpreadConfig,
-                                           "pursuit": PursuitConfig}
+                                           "pursuit": PursuitConfig,
+                                           "formation": FormationConfig,
+                                           "flock": FlockConfig}
 
 
 def make_config(name: str, **params: Any) -> SwarmConfig:
@@ -474,6 +664,9 @@ def config_from_dict(data: dict[str, Any]) -> SwarmConfig:
 
 __all__ = [
     "ACTION_MODES", "CELL_MOVES", "CONTROL_HZ", "ConfigError", "CoverageConfig", "DISCRETE_ACTIONS",
+    "FORMATION_MARGIN", "FORMATION_REFERENCES", "FORMATION_SHAPES", "FormationConfig",
+    "FlockConfig",
+    "formation_offsets",
     "MAX_JOINT_CELLS", "PURSUIT_VIEWS", "PursuitConfig", "SCENARIOS", "SpreadConfig",
     "SwarmConfig", "VALID_POLICY_HZ", "config_from_dict", "make_config", "scaled_field",
 ]

@@ -34,6 +34,7 @@ class DroneSwarmEnv(ParallelEnv):
         self._act_spaces = {a: self._vec.action_space for a in self.possible_agents}
         self.state_space = self._vec.state_space
         self._trails: list[np.ndarray] = []
+        self._metric_names = set(self._vec.scenario.metrics())  # the scenario's own, in every info
 
     def observation_space(self, agent: str):
         return self._obs_spaces[agent]
@@ -62,9 +63,9 @@ class DroneSwarmEnv(ParallelEnv):
         batch = np.stack([np.asarray(actions[a]) for a in self.possible_agents])[None]
         obs, rew, term, trunc, infos = self._vec.step(batch)
         self._trails.append(self._vec.positions[0])
-        info = {k: float(v[0]) for k, v in infos.items()
-                if k in ("coverage", "collisions", "geofence_violations", "mean_landmark_distance",
-                         "capture", "capture_time")}
+        # The safety counts and the scenario's own metrics (coverage, shape_error, time_to_goal...)
+        keep = {"collisions", "geofence_violations", "mean_landmark_distance", *self._metric_names}
+        info = {k: float(v[0]) for k, v in infos.items() if k in keep}
         agents = self.agents
         out = (self._split(obs[0]), {a: float(rew[0, i]) for i, a in enumerate(agents)},
                {a: bool(term[0, i]) for i, a in enumerate(agents)},

@@ -38,6 +38,8 @@ from sim.config import (
     CELL_MOVES,
     DISCRETE_ACTIONS,
     CoverageConfig,
+    FlockConfig,
+    FormationConfig,
     PursuitConfig,
     SpreadConfig,
     SwarmConfig,
@@ -73,6 +75,14 @@ def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
             ("own_team", 1),  # +1 pursuer, -1 evader
             ("neighbour_teams", cfg.num_neighbours),  # same order as neighbours, 0 = padding
         ]
+    elif isinstance(cfg, FormationConfig):
+        from sim.formation import feature_layout
+
+        layout += feature_layout(cfg)  # slots relative to the drone, reference velocity
+    elif isinstance(cfg, FlockConfig):
+        from sim.flock import feature_layout
+
+        layout += feature_layout(cfg)  # goal centre relative to the drone / arena size
     if cfg.mean_action:
         layout += [("neighbour_mean_action", mean_action_size(cfg))]  # always the last field
     return layout
@@ -408,7 +418,8 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
                       other_pos: np.ndarray, other_vel: np.ndarray,
                       other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
                       landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
-                      other_teams: np.ndarray | None = None) -> np.ndarray:
+                      other_teams: np.ndarray | None = None,
+                      target: np.ndarray | None = None) -> np.ndarray:
     """Observation vectors (..., D) float32, laid out as `observation_layout(cfg)`.
 
     own_pos, own_vel: (..., 3). other_pos, other_vel: (..., M, 3) every other drone
@@ -417,28 +428,31 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
     from `new_belief` (coverage). landmarks: (..., L, 3) (spread). Pursuit "drone" view:
     own_team (...,) and other_teams (..., M), the `team_flags` of this drone and of the
     others. Pursuit "cells" view: other_pos must hold every other drone, in index order
-    (M = N - 1; velocities, validity and teams are not used).
+    (M = N - 1; velocities, validity and teams are not used). target: (..., 6) the mission
+    target's position and velocity in the world frame (ENU, m, m/s), for the worlds that
+    have one (`sim.missions.uses_target`; broadcast over the drones).
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    own_team, other_teams, update=False)
+                    own_team, other_teams, update=False, target=target)
 
 
 def observe_tick(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
                  other_pos: np.ndarray, other_vel: np.ndarray,
                  other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
                  landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
-                 other_teams: np.ndarray | None = None) -> np.ndarray:
+                 other_teams: np.ndarray | None = None,
+                 target: np.ndarray | None = None) -> np.ndarray:
     """One policy tick of a drone: update its belief (coverage) from what it hears, then build
     its observation. The simulator and the agent node both call this once per tick.
 
     Same arguments as `build_observation`; `belief` is updated in place.
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    own_team, other_teams, update=True)
+                    own_team, other_teams, update=True, target=target)
 
 
 def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-             own_team, other_teams, update):
+             own_team, other_teams, update, target=None):
     if is_cells_view(cfg):
         return cells_observation(cfg, own_pos, other_pos)
     own_pos = np.asarray(own_pos, dtype=np.float64)
@@ -467,6 +481,14 @@ def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, l
     elif pursuit:
         own = np.broadcast_to(np.asarray(own_team, dtype=OBS_DTYPE), own_pos.shape[:-1])
         parts += [own[..., None], teams]
+    elif isinstance(cfg, FormationConfig):
+        from sim.formation import formation_features
+
+        parts.append(formation_features(cfg, own_pos, own_vel, other_pos, other_vel, heard, target))
+    elif isinstance(cfg, FlockConfig):
+        from sim.flock import flock_features
+
+        parts.append(flock_features(cfg, own_pos, target))
     if cfg.mean_action:
         parts.append(neighbour_mean_action(other_vel, heard, cfg))
     return np.concatenate(parts, axis=-1)

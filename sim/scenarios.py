@@ -12,7 +12,14 @@ import numpy as np
 
 from sim import neighbours
 from sim import obs as O
-from sim.config import CoverageConfig, PursuitConfig, SpreadConfig, SwarmConfig
+from sim.config import (
+    CoverageConfig,
+    FlockConfig,
+    FormationConfig,
+    PursuitConfig,
+    SpreadConfig,
+    SwarmConfig,
+)
 
 
 def start_positions(cfg: SwarmConfig, rng: np.random.Generator, count: int) -> np.ndarray:
@@ -395,4 +402,12 @@ def make_scenario(cfg: SwarmConfig, num_envs: int) -> Scenario:
         return SpreadScenario(cfg, num_envs)
     if isinstance(cfg, PursuitConfig):
         return PursuitScenario(cfg, num_envs)
+    if isinstance(cfg, FormationConfig):
+        from sim.formation import FormationScenario
+
+        return FormationScenario(cfg, num_envs)
+    if isinstance(cfg, FlockConfig):
+        from sim.flock import FlockScenario
+
+        return FlockScenario(cfg, num_envs)
     raise TypeError(f"no scenario logic for {type(cfg).__name__}")

@@ -215,8 +215,8 @@ def test_bad_actions_give_one_clear_error():
 def test_bad_configuration_names_the_parameter():
     with pytest.raises(ConfigError, match="unknown backend 'mujoco'; choose one of: fast, pybullet"):
         sim.make_env("coverage", backend="mujoco")
-    with pytest.raises(ConfigError, match="unknown scenario 'flock'"):
-        sim.make_vec_env("flock", 2)
+    with pytest.raises(ConfigError, match="unknown scenario 'swarmball'"):
+        sim.make_vec_env("swarmball", 2)
     with pytest.raises(ConfigError, match="num_drones must be an integer >= 1"):
         sim.make_env("spread", num_drones=0)
     with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
