@@ -284,9 +284,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         field = (f"{env['width']} x {env['height']} cells" if "width" in env
                  else f"{env['arena_size']:g} m arena")
         swarm = f", {args.num_drones} drones on {field}"
+    # A world with metrics of its own (formation's shape error, flock's time to goal) reports
+    # those against the random walk; the others coverage.
+    own = [k for k in pol if k not in ("coverage", "coverage_min", "episode_return",
+                                       "episode_length", "episode_collisions")]
+    if own and report["scenario"] != "coverage":
+        task = ", ".join(f"{k} {pol[k]:.3g} (random walk {base.get(k, float('nan')):.3g})"
+                         for k in own)
+    else:
+        task = (f"coverage {100 * pol['coverage']:.1f}% (min {100 * pol['coverage_min']:.1f}%), "
+                f"random walk {100 * base['coverage']:.1f}%")
     print(f"{report['algorithm']} on {report['scenario']} ({args.backend}, {args.episodes} "
-          f"episodes{swarm}): coverage {100 * pol['coverage']:.1f}% (min {100 * pol['coverage_min']:.1f}%), "
-          f"random walk {100 * base['coverage']:.1f}%; return {pol['episode_return']:.3f}, "
+          f"episodes{swarm}): {task}; return {pol['episode_return']:.3f}, "
           f"near-collisions/episode {pol['episode_collisions']:.2f}")
     print(f"wrote {report['json']}")
     return 0
@@ -386,7 +395,11 @@ def cmd_swarm(args: argparse.Namespace) -> int:
               f"({100 * report['capture']:.0f}%)"
               + (f", the first after {first} steps" if first is not None else "")
               + f" of {report['steps']}")
-    task = "" if "capture" in report else f"coverage {100 * report['coverage']:.1f}% after "
+    if "mission" in report:  # formation, flock: the world's own metrics
+        print(", ".join(f"{k} {v:.3g}" if v is not None else f"{k} -"
+                        for k, v in report["mission"].items()))
+    task = ("" if "capture" in report or "mission" in report
+            else f"coverage {100 * report['coverage']:.1f}% after ")
     print(f"{task}{report['steps']} steps "
           f"({report['simulated_s']:.1f} s), min separation {report['min_separation_m']} m, "
           f"collisions {report['collisions']}, near-collisions (< "

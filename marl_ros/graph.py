@@ -31,7 +31,7 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_sim_time": ("auto", "follow /clock; auto = true when sim is true"),
     "one_process": ("false", "all agent nodes in one process on one executor (large swarms)"),
     "real_time_factor": ("1.0", "sim_node: simulated seconds per wall second"),
-    "seed": ("0", "sim_node: seed of the start positions"),
+    "seed": ("0", "sim_node: seed of the start positions; monitor_node: of the mission"),
     "report_dir": ("runs/swarm", "monitor_node: folder for report.json and coverage.png"),
     "mission_steps": ("0", "monitor_node: mission length in policy ticks; 0 = scenario default"),
     "neighbour_drop": ("0.0", "fault injection: probability of losing a neighbour's state"),
@@ -298,7 +298,7 @@ def swarm_graph(num_drones: int = 4, policy: str | None = None, scenario: str = 
                   for i in range(num_drones)]
     nodes.append(NodeSpec("monitor_node", "monitor", "", {
         **common, "report_dir": report_dir, "mission_steps": mission_steps,
-        "exit_on_complete": exit_on_complete}))
+        "exit_on_complete": exit_on_complete, "seed": seed}))
     return nodes
 
 

@@ -19,6 +19,14 @@ position (`sim.obs.cell_action_setpoint`). An evader's velocity limits are evade
 the pursuers'. With several evaders, those monitor_node reports captured (`/swarm/captured`)
 are out of play as in the simulator: a captured evader hovers, and the drone view no longer
 hears it (the cells view keeps its cell in the state).
+
+Missions (formation around a moving reference, flock: `sim.missions`): the observation holds
+the mission target, which monitor_node publishes each tick on `/mission/target`
+(nav_msgs/Odometry: the target's position and velocity in the world frame). The node uses the
+newest one received; none within stale_timeout -> hover and a throttled warning. Before the
+first target it publishes no command at all: its cmd_vel publisher, the simulator's sign that
+an agent is ready, appears only with the mission, so sim_node starts the episode when every
+drone knows it (a real drone without commands holds, as sim_node's cmd_timeout does).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from marl_ros.nodes.process import run_node_process
 from marl_ros.runtime import BundleError, OnnxPolicy, default_bundle, load_swarm_config
 from sim import obs as O
 from sim.config import CELL_MOVES, CoverageConfig, PursuitConfig
+from sim.missions import uses_target
 
 HOVER = np.zeros(4)
 MAX_PLAUSIBLE_POSITION = 1000.0  # m: beyond this an odometry message is a fault, not a state
@@ -59,6 +68,8 @@ CAPTURED_TOPIC = "/swarm/captured"
 CAPTURED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                           reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# A mission's target (monitor_node, nav_msgs/Odometry in the world frame): a stream, newest wins.
+MISSION_TARGET_TOPIC = "/mission/target"
 
 
 def _describe(text: str, lo: float | None = None, hi: float | None = None,
@@ -174,6 +185,9 @@ class AgentNode(Node):
         self.own_problem = "no odometry received yet"
         self.swarm = np.zeros((0, 8))
         self.captured: set[int] = set()  # pursuit: the evaders out of play
+        self.uses_target = uses_target(self.cfg)
+        self.target: np.ndarray | None = None  # mission target (6,), when the task has one
+        self.target_time = -1.0
         self.last_setpoint = HOVER.copy()
         self.ticks = 0
 
@@ -184,8 +198,14 @@ class AgentNode(Node):
         if self.pursuit:
             self.create_subscription(Int32MultiArray, CAPTURED_TOPIC, self.on_captured,
                                      CAPTURED_QOS)
-        # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator.
-        self.cmd_pub = self.create_publisher(Twist, g("cmd_topic").value, COMMAND_QOS)
+        if self.uses_target:
+            self.create_subscription(Odometry, MISSION_TARGET_TOPIC, self.on_target, SENSOR_QOS)
+        # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator. A
+        # mission world's agent is ready once it also knows the mission (its first target), so
+        # the simulator does not start the episode while drones still wait for it.
+        self.cmd_topic = g("cmd_topic").value
+        self.cmd_pub = (None if self.uses_target
+                        else self.create_publisher(Twist, self.cmd_topic, COMMAND_QOS))
         self.timer = None if hosted else self.create_timer(1.0 / self.rate, self.control_tick)
         stats_dir = g("stats_dir").value
         self.stats = TickStats(Path(stats_dir), 1.0 / self.rate) if stats_dir else None
@@ -230,6 +250,18 @@ class AgentNode(Node):
         if rows is not None:
             self.swarm = rows
 
+    def on_target(self, msg: Odometry) -> None:
+        pos, vel = odometry_to_state(msg)
+        target = np.concatenate([pos, vel])
+        if not np.isfinite(target).all():
+            self.get_logger().warning("ignoring a mission target with NaN or infinite values",
+                                      throttle_duration_sec=2.0)
+            return
+        self.target = target
+        self.target_time = self.now()
+        if self.cmd_pub is None:
+            self.cmd_pub = self.create_publisher(Twist, self.cmd_topic, COMMAND_QOS)
+
     def on_captured(self, msg: Int32MultiArray) -> None:
         self.captured = {int(i) for i in msg.data}
 
@@ -269,6 +301,8 @@ class AgentNode(Node):
                                     throttle_duration_sec=2.0)
             setpoint = HOVER
         self.last_setpoint = setpoint
+        if self.cmd_pub is None:  # no mission target yet: not ready, the drone hovers
+            return
         self.cmd_pub.publish(make_twist(setpoint))
         self.ticks += 1
         if self.stats is not None:
@@ -290,15 +324,24 @@ class AgentNode(Node):
         if self.cells:
             return self.cells_setpoint(now, pos)
         rows = self.heard_rows(now)
-        teams = {}
+        task = {}
+        if self.uses_target:
+            if self.target is None or now - self.target_time > self.stale:
+                what = ("no mission target received yet" if self.target is None else
+                        f"the mission target is stale ({now - self.target_time:.2f} s old > "
+                        f"{self.stale:g} s)")
+                self.get_logger().warning(f"{what} on {MISSION_TARGET_TOPIC}; commanding hover",
+                                          throttle_duration_sec=2.0)
+                return HOVER
+            task["target"] = self.target
         if self.pursuit:  # own flag, and each heard drone's by the id in its row
             ids = rows[:, 0].astype(np.int64)
             known = (ids >= 0) & (ids < self.cfg.num_drones)  # a stranger's row carries no team
             known &= ~np.isin(ids, list(self.captured))  # nobody hears a captured evader
             rows, ids = rows[known], ids[known]
-            teams = {"own_team": self.teams[self.drone_id], "other_teams": self.teams[ids]}
+            task.update(own_team=self.teams[self.drone_id], other_teams=self.teams[ids])
         obs = O.observe_tick(self.cfg, pos, vel, rows[:, 1:4], rows[:, 4:7], None,
-                             belief=self.belief, landmarks=self.landmarks, **teams)
+                             belief=self.belief, landmarks=self.landmarks, **task)
         setpoint = np.array(self.policy.act(obs, self.agent_key), dtype=np.float64)
         setpoint[:3] *= self.speed  # an evader's action in its own limits, as the simulator
         setpoint = np.clip(setpoint, -self.limits, self.limits)

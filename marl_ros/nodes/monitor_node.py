@@ -20,6 +20,12 @@ their drone ids, on each capture: the agent nodes take them out of play, as the 
 does), and the mission also ends once every evader is captured; the report adds `capture` (the fraction of evaders captured), `captured_evaders`
 (their drone ids), `capture_time_steps` (ticks to the first capture, null without one) and
 `capture_time_s`.
+
+Missions (formation, flock: `sim.missions`): once every drone's first position has arrived
+it draws the episode's mission from its `seed` and those positions, as the simulator does at
+a reset, publishes the mission target on `/mission/target` (nav_msgs/Odometry, world frame)
+every tick for the agent nodes, and scores the flight with the world's own tracker; the
+report adds its metrics under `mission` (e.g. formation's shape error, flock's time to goal).
 """
 
 from __future__ import annotations
@@ -31,18 +37,20 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from geometry_msgs.msg import Point
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import Bool, ColorRGBA, Float64, Float64MultiArray, Int32, Int32MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from marl_ros.nodes.agent_node import CAPTURED_QOS, CAPTURED_TOPIC, _describe
-from marl_ros.nodes.messages import SENSOR_QOS, WORLD_FRAME, unpack_swarm_state
+from marl_ros.nodes.agent_node import CAPTURED_QOS, CAPTURED_TOPIC, MISSION_TARGET_TOPIC, _describe
+from marl_ros.nodes.messages import SENSOR_QOS, WORLD_FRAME, make_odometry, unpack_swarm_state
 from marl_ros.nodes.process import run_node_process
 from marl_ros.runtime import default_bundle, load_swarm_config, read_bundle_metadata
 from sim import obs as O
 from sim.config import CoverageConfig, PursuitConfig
 from sim.drone import CrazyflieParams
+from sim.missions import Mission, mission_module
 from sim.scenarios import pairwise_distances
 
 
@@ -60,6 +68,9 @@ class MonitorNode(Node):
                                                                       "coverage.png go"))
         p("exit_on_complete", False, ParameterDescriptor(description="shut down after the "
                                                                      "report is written"))
+        p("seed", 0, _describe("seed of the mission drawn at the start (formation, flock): "
+                               "the simulator's episode of that seed", 0, 2**31 - 1,
+                               integer=True))
         g = self.get_parameter
         bundle = g("bundle").value
         self.cfg = load_swarm_config(bundle, g("num_drones").value)
@@ -70,6 +81,10 @@ class MonitorNode(Node):
         self.exit_on_complete = g("exit_on_complete").value
         self.coverage_map = O.new_belief(self.cfg) if isinstance(self.cfg, CoverageConfig) else None
         self.positions: np.ndarray | None = None
+        self.velocities = np.zeros((self.cfg.num_drones, 3))
+        self.has_mission = mission_module(self.cfg) is not None
+        self.mission: Mission | None = None  # drawn with the first positions
+        self.seed = g("seed").value
         self.trajectory: list[np.ndarray] = []
         self.steps = 0
         self.min_separation = np.inf
@@ -93,6 +108,9 @@ class MonitorNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/swarm/markers", 10)
         self.captured_pub = (self.create_publisher(Int32MultiArray, CAPTURED_TOPIC, CAPTURED_QOS)
                              if self.pursuit else None)
+        self.target_pub = (self.create_publisher(Odometry, MISSION_TARGET_TOPIC, SENSOR_QOS)
+                           if self.has_mission else None)
+        self.target_msg = Odometry()
         self.timer = self.create_timer(1.0 / self.rate, self.tick)
 
     @property
@@ -114,11 +132,21 @@ class MonitorNode(Node):
         pos = np.full((self.cfg.num_drones, 3), np.nan)
         ok = (ids >= 0) & (ids < self.cfg.num_drones)
         pos[ids[ok]] = rows[ok, 1:4]
+        self.velocities[ids[ok]] = rows[ok, 4:7]
         if first and not np.isnan(pos).any():
             self.positions = pos
+            if self.has_mission:  # drawn from the start positions, as at an episode's reset
+                self.mission = Mission.for_seed(self.cfg, self.seed, pos)
+                self.publish_target()
             self.record()  # the start positions count, as at an episode's reset
         elif not first:
             self.positions = np.where(np.isnan(pos), self.positions, pos)
+
+    def publish_target(self) -> None:
+        target = self.mission.target(self.steps)
+        make_odometry(target[:3], target[3:], 0.0, np.zeros(3), self.get_clock().now().to_msg(),
+                      "mission_target", self.target_msg)
+        self.target_pub.publish(self.target_msg)
 
     def record(self) -> None:
         pos = self.positions
@@ -144,6 +172,9 @@ class MonitorNode(Node):
         if self.pursuit:
             self.check_captures(pos)
             self.pubs["capture"].publish(Int32(data=int(self.captured.sum())))
+        if self.mission is not None:
+            self.mission.update(pos, self.velocities, self.steps)
+            self.publish_target()
         self.pubs["coverage"].publish(Float64(data=self.coverage))
         self.pubs["min_separation"].publish(Float64(data=current_min))
         self.pubs["collisions"].publish(Int32(data=self.collisions))
@@ -151,12 +182,19 @@ class MonitorNode(Node):
         self.pubs["geofence_violations"].publish(Int32(data=self.geofence_violations))
         self.marker_pub.publish(self.markers())
         all_captured = self.pursuit and bool(self.captured.all())
-        if self.coverage >= 1.0 or all_captured or self.steps >= self.mission_steps:
+        mission_ended = self.mission is not None and self.mission.ended()
+        if (self.coverage >= 1.0 or all_captured or mission_ended
+                or self.steps >= self.mission_steps):
             self.complete = True
             self.pubs["mission_complete"].publish(Bool(data=True))
             self.write_report()
-            task = (f"{int(self.captured.sum())} of {self.captured.size} evaders captured"
-                    if self.pursuit else f"coverage {100 * self.coverage:.1f}%")
+            if self.pursuit:
+                task = f"{int(self.captured.sum())} of {self.captured.size} evaders captured"
+            elif self.mission is not None:
+                task = ", ".join(f"{k} {v:.3g}" for k, v in self.mission.metrics().items()
+                                 if v is not None)
+            else:
+                task = f"coverage {100 * self.coverage:.1f}%"
             self.get_logger().info(f"mission complete after {self.steps} steps: {task}, "
                                    f"near-collisions {self.near_collisions}; report in "
                                    f"{self.report_dir}")
@@ -231,6 +269,9 @@ class MonitorNode(Node):
                 "capture_time_s": None if self.first_capture is None
                 else self.first_capture / self.rate,
                 "capture_radius_m": self.cfg.capture_radius})
+        if self.mission is not None:
+            report["mission"] = {k: None if v is None else round(v, 4)
+                                 for k, v in self.mission.metrics().items()}
         return report
 
     def write_report(self) -> None:

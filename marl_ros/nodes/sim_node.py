@@ -42,7 +42,7 @@ from sim import obs as O
 from sim.config import CONTROL_HZ, PursuitConfig
 from sim.drone import VelocityLimits
 from sim.physics import PyBulletWorld
-from sim.scenarios import start_positions
+from sim.scenarios import make_scenario
 
 
 def _seconds_to_msg(t: float) -> TimeMsg:
@@ -86,7 +86,8 @@ class SimNode(Node):
                                                             self.cfg.yaw_rate),
                                    gui=g("gui").value, seed=g("seed").value)
         rng = np.random.default_rng(g("seed").value)
-        self.world.reset(start_positions(self.cfg, rng, 1)[0])
+        # The scenario's own start rule (a flock starts as a cluster), as training episodes.
+        self.world.reset(make_scenario(self.cfg, 1).start_positions(rng, 1)[0])
         self.setpoints = np.zeros((n, 4))
         self.cmd_time = np.full(n, -np.inf)
         self.cmd_timeout = g("cmd_timeout").value

@@ -1,0 +1,93 @@
+"""Missions: the per-episode task numbers of the worlds that have one, seen from outside.
+
+Formation holds its shape around a moving reference, flock flies to a goal: each episode
+draws its own (`sample_mission`), and every drone observes the mission's *target*, a position
+and velocity in the world frame (`mission_target`). The simulator moves the target itself; on
+ROS the monitor node draws the mission from its seed and the drones' first positions and
+publishes the target each tick (`/mission/target`), and every agent node passes what it
+received to the same observation function. Both score the episode with the world's own
+tracker class, so a ROS report means what the simulator's metrics mean.
+
+Each world keeps its rules in its own module (`sim.formation`, `sim.flock`); this module only
+finds them by scenario name. numpy only.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+
+import numpy as np
+
+from sim.config import SwarmConfig
+
+# scenario -> (module, tracker class, the metric that ends an episode early or None): the
+# worlds with a mission interface. A flock's episode ends once every drone is inside the goal.
+_WORLDS = {"formation": ("sim.formation", "FormationTracker", None),
+           "flock": ("sim.flock", "FlockTracker", "goal_reached")}
+
+TARGET_SIZE = 6  # position (3), velocity (3): ENU world frame, m and m/s
+
+
+def mission_module(cfg: SwarmConfig) -> ModuleType | None:
+    """The module holding the scenario's mission rules, or None for a world without one."""
+    entry = _WORLDS.get(cfg.scenario)
+    return None if entry is None else import_module(entry[0])
+
+
+def uses_target(cfg: SwarmConfig) -> bool:
+    """Whether a drone's observation needs the mission target (a formation around a moving
+    reference, a flock's goal); a formation around the swarm's own centroid needs none."""
+    module = mission_module(cfg)
+    return module is not None and bool(module.uses_target(cfg))
+
+
+class Mission:
+    """One episode's mission for one swarm (what the monitor node holds): its numbers, the
+    target at each policy step and the world's metric tracker over the same episode."""
+
+    def __init__(self, cfg: SwarmConfig, rng: np.random.Generator, start_pos: np.ndarray):
+        module = mission_module(cfg)
+        if module is None:
+            raise ValueError(f"scenario {cfg.scenario!r} has no mission; missions exist for "
+                             f"{', '.join(sorted(_WORLDS))}.")
+        self.cfg = cfg
+        self._module = module
+        self.numbers = module.sample_mission(cfg, rng, np.asarray(start_pos, float)[None])[0]
+        self.tracker = getattr(module, _WORLDS[cfg.scenario][1])(cfg, 1)
+        self.tracker.reset(np.arange(1))
+        self._ending_metric = _WORLDS[cfg.scenario][2]
+
+    @classmethod
+    def for_seed(cls, cfg: SwarmConfig, seed: int, start_pos: np.ndarray) -> Mission:
+        """The mission an env reset with this seed draws (`VecEnv.reset(seed)`: the start
+        positions first, then the mission, from one stream), given the start positions the
+        drones really have. With the simulator node on the same seed a ROS flight is then the
+        simulator's episode of that seed."""
+        from sim.scenarios import make_scenario
+
+        rng = np.random.default_rng(seed)
+        make_scenario(cfg, 1).start_positions(rng, 1)  # the draws the start positions took
+        return cls(cfg, rng, start_pos)
+
+    def target(self, step: int) -> np.ndarray:
+        """(6,) target position and velocity after `step` policy steps of the episode."""
+        return np.asarray(self._module.mission_target(self.cfg, self.numbers, np.asarray(step)),
+                          dtype=np.float64).reshape(TARGET_SIZE)
+
+    def update(self, pos: np.ndarray, vel: np.ndarray, step: int) -> None:
+        """Score one policy step: the drones' positions and velocities (N, 3) after it."""
+        self.tracker.update(np.asarray(pos, float)[None], np.asarray(vel, float)[None],
+                            self.target(step)[None])
+
+    def metrics(self) -> dict[str, float | None]:
+        """The episode's metrics so far (None for a value not defined yet, e.g. a minimum
+        separation before the first step)."""
+        values = {name: float(np.asarray(value).reshape(-1)[0])
+                  for name, value in self.tracker.metrics().items()}
+        return {name: v if np.isfinite(v) else None for name, v in values.items()}
+
+    def ended(self) -> bool:
+        """Whether the world ends the episode here, as the simulator would (flock: every
+        drone inside the goal region); formation runs until its step limit."""
+        return self._ending_metric is not None and bool(self.metrics()[self._ending_metric])
