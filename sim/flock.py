@@ -42,7 +42,8 @@ import numpy as np
 
 from sim import obs as O
 from sim.config import FlockConfig
-from sim.scenarios import Scenario, pairwise_distances
+from sim.missions import MissionScenario
+from sim.scenarios import pairwise_distances
 
 MISSION_SIZE = 2
 """A flock's mission: the goal centre x, y (m, ENU); the goal is at start altitude."""
@@ -229,16 +230,14 @@ class FlockTracker:
 # ----------------------------------------------------------------------------------------
 # The scenario
 # ----------------------------------------------------------------------------------------
-class FlockScenario(Scenario):
-    """Rules in `sim.config.FlockConfig` and this module's docstring."""
+class FlockScenario(MissionScenario):
+    """Rules in `sim.config.FlockConfig` and this module's docstring (the mission bookkeeping:
+    `sim.missions.MissionScenario`)."""
 
     cfg: FlockConfig
 
     def __init__(self, cfg: FlockConfig, num_envs: int):
         super().__init__(cfg, num_envs)
-        self.missions = np.zeros((num_envs, MISSION_SIZE))
-        self.steps = np.zeros(num_envs, dtype=np.int64)
-        self.tracker = FlockTracker(cfg, num_envs)
         self.last_distance = np.zeros(num_envs)
         self.last_pos = np.zeros((num_envs, cfg.num_drones, 3))
 
@@ -246,15 +245,9 @@ class FlockScenario(Scenario):
         return cluster_positions(self.cfg, rng, count)
 
     def reset(self, env_ids, pos, rng):
-        self.missions[env_ids] = sample_mission(self.cfg, rng, pos)
-        self.steps[env_ids] = 0
-        self.tracker.reset(env_ids)
+        super().reset(env_ids, pos, rng)
         self.last_distance[env_ids] = centroid_distance(pos, self.target(env_ids))
         self.last_pos[env_ids] = pos
-
-    def target(self, env_ids=slice(None)) -> np.ndarray:
-        """The mission target (E, 6): the goal centre at start altitude, zero velocity."""
-        return mission_target(self.cfg, self.missions[env_ids], self.steps[env_ids])
 
     def progress(self, pos):
         cfg = self.cfg
@@ -271,9 +264,6 @@ class FlockScenario(Scenario):
                   - cfg.separation_weight * terms["separation"])
         self.last_distance = distance
         return reward, arrived, self.tracker.metrics()
-
-    def metrics(self):
-        return self.tracker.metrics()
 
     def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
         others_p, others_v, valid = self._others(pos, vel, env_ids, received)

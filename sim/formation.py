@@ -32,7 +32,7 @@ import numpy as np
 
 from sim import obs as O
 from sim.config import FormationConfig
-from sim.scenarios import Scenario
+from sim.missions import MissionScenario
 
 MISSION_SIZE = 3
 """A moving reference's mission: start x, start y (m, ENU) and heading (rad, from +x)."""
@@ -215,35 +215,17 @@ class FormationTracker:
 # ----------------------------------------------------------------------------------------
 # The scenario
 # ----------------------------------------------------------------------------------------
-class FormationScenario(Scenario):
-    """Rules in `sim.config.FormationConfig`; the mission, metric and features above."""
+class FormationScenario(MissionScenario):
+    """Rules in `sim.config.FormationConfig`; the mission, metric and features above (the
+    mission bookkeeping: `sim.missions.MissionScenario`)."""
 
     cfg: FormationConfig
-
-    def __init__(self, cfg: FormationConfig, num_envs: int):
-        super().__init__(cfg, num_envs)
-        self.missions = np.zeros((num_envs, MISSION_SIZE))
-        self.steps = np.zeros(num_envs, dtype=np.int64)
-        self.tracker = FormationTracker(cfg, num_envs)
-        self._error = np.zeros(num_envs)
-
-    def reset(self, env_ids, pos, rng):
-        self.missions[env_ids] = sample_mission(self.cfg, rng, pos)
-        self.steps[env_ids] = 0
-        self.tracker.reset(env_ids)
-
-    def target(self, env_ids=slice(None)) -> np.ndarray:
-        """The mission target (E, 6) at the current step of each episode."""
-        return mission_target(self.cfg, self.missions[env_ids], self.steps[env_ids])
 
     def progress(self, pos):
         self.steps += 1
         error = self.tracker.update(pos, np.zeros_like(pos), self.target())
         reward = -self.cfg.shape_weight * error
         return reward, np.zeros(self.num_envs, dtype=bool), self.tracker.metrics()
-
-    def metrics(self):
-        return self.tracker.metrics()
 
     def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
         others_p, others_v, valid = self._others(pos, vel, env_ids, received)

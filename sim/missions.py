@@ -20,6 +20,7 @@ from types import ModuleType
 import numpy as np
 
 from sim.config import SwarmConfig
+from sim.scenarios import Scenario
 
 # scenario -> (module, tracker class, the metric that ends an episode early or None): the
 # worlds with a mission interface. A flock's episode ends once every drone is inside the goal.
@@ -40,6 +41,32 @@ def uses_target(cfg: SwarmConfig) -> bool:
     reference, a flock's goal); a formation around the swarm's own centroid needs none."""
     module = mission_module(cfg)
     return module is not None and bool(module.uses_target(cfg))
+
+
+class MissionScenario(Scenario):
+    """What every mission world's scenario shares: one mission per env, drawn at each reset by
+    the world's `sample_mission` from the start positions; the policy steps taken; the target
+    now (`target`); the world's tracker, whose metrics are the scenario's. A world adds its
+    reward (`progress`, which counts the step), observation and state."""
+
+    def __init__(self, cfg: SwarmConfig, num_envs: int):
+        super().__init__(cfg, num_envs)
+        self._module = mission_module(cfg)
+        self.missions = np.zeros((num_envs, self._module.MISSION_SIZE))
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.tracker = getattr(self._module, _WORLDS[cfg.scenario][1])(cfg, num_envs)
+
+    def reset(self, env_ids, pos, rng):
+        self.missions[env_ids] = self._module.sample_mission(self.cfg, rng, pos)
+        self.steps[env_ids] = 0
+        self.tracker.reset(env_ids)
+
+    def target(self, env_ids=slice(None)) -> np.ndarray:
+        """The mission target (E, 6) at the current step of each episode."""
+        return self._module.mission_target(self.cfg, self.missions[env_ids], self.steps[env_ids])
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        return self.tracker.metrics()
 
 
 class Mission:
