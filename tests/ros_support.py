@@ -8,9 +8,11 @@ runs, and the files of one run, do not hear each other.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +87,26 @@ def node_env(domain: int, **extra: str) -> dict[str, str]:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", **extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def run_swarm_command(args: list[str], out: Path, domain: int,
+                      timeout: float = 150.0) -> tuple[str, dict]:
+    """`marl-ros swarm ARGS --report-dir OUT` in its own process group (on a timeout the CLI
+    and every node it started go down together): its stdout and the monitor's report. Fails
+    on a non-zero exit and on any node log holding a traceback (every node ended cleanly)."""
+    cmd = [sys.executable, "-m", "marl_ros.cli", "swarm", *args, "--report-dir", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=node_env(domain), cwd=ROOT, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        raise
+    assert proc.returncode == 0, f"marl-ros swarm failed:\n{stdout}\n{stderr}"
+    crashed = [log.name for log in (out / "logs").glob("*.log") if "Traceback" in log.read_text()]
+    assert not crashed, f"node logs with a traceback: {crashed}"
+    return stdout, json.loads((out / "report.json").read_text())
 
 
 class Processes:

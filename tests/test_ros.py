@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_support import Probe, Processes, node_env, ros_domain, skip_module_without_ros
+from ros_support import (
+    Probe,
+    Processes,
+    node_env,
+    ros_domain,
+    run_swarm_command,
+    skip_module_without_ros,
+)
 from ros_support import domain_id as _domain_id
 
 ROS_IMPORT_FAILURES = skip_module_without_ros()
@@ -145,22 +150,9 @@ def simulator_reference(shipped_bundle) -> dict:
 
 
 def run_swarm_cli(bundle: Path, out: Path, seed: int, *extra: str, timeout: float = 150.0):
-    cmd = [sys.executable, "-m", "marl_ros.cli", "swarm", "--policy", str(bundle),
-           "--seed", str(seed), "--mission-steps", str(MISSION_STEPS),
-           "--report-dir", str(out), "--timeout", "120", *extra]
-    # Own process group: on a timeout the CLI and every node it started go down together.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(), cwd=ROOT, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
-        raise
-    assert proc.returncode == 0, f"marl-ros swarm failed:\n{stdout}\n{stderr}"
-    crashed = [log.name for log in (out / "logs").glob("*.log") if "Traceback" in log.read_text()]
-    assert not crashed, f"node logs with a traceback: {crashed}"  # every node ended cleanly
-    return stdout, json.loads((out / "report.json").read_text())
+    return run_swarm_command(["--policy", str(bundle), "--seed", str(seed), "--mission-steps",
+                              str(MISSION_STEPS), "--timeout", "120", *extra], out, DOMAIN_ID,
+                             timeout)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,16 +8,11 @@ offset 37) like tests/test_ros.py, every wait bounded.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_support import Probe, node_env, ros_domain, skip_module_without_ros
+from ros_support import Probe, ros_domain, run_swarm_command, skip_module_without_ros
 from ros_support import domain_id as _domain_id
 
 ROS_IMPORT_FAILURES = skip_module_without_ros()
@@ -519,22 +514,9 @@ def test_monitor_captures_by_the_simulators_rule(probe, tmp_path):
 # ------------------------------------------------------------------------------------------------
 def run_pursuit(out: Path, seed: int, *extra: str) -> tuple[str, dict]:
     """`marl-ros swarm --scenario pursuit` for 2 drones at 2x real time: its stdout and report."""
-    cmd = [sys.executable, "-m", "marl_ros.cli", "swarm", "--scenario", "pursuit",
-           "--num-drones", "2", "--seed", str(seed), "--real-time-factor", "2",
-           "--report-dir", str(out), "--timeout", "90", *extra]
-    # Own process group: on a timeout the CLI and every node it started go down together.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=node_env(DOMAIN_ID), cwd=ROOT, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
-        raise
-    assert proc.returncode == 0, f"marl-ros swarm failed:\n{stdout}\n{stderr}"
-    crashed = [log.name for log in (out / "logs").glob("*.log") if "Traceback" in log.read_text()]
-    assert not crashed, f"node logs with a traceback: {crashed}"
-    return stdout, json.loads((out / "report.json").read_text())
+    return run_swarm_command(["--scenario", "pursuit", "--num-drones", "2", "--seed", str(seed),
+                              "--real-time-factor", "2", "--timeout", "90", *extra], out,
+                             DOMAIN_ID, timeout=120)
 
 
 @pytest.mark.slow  # two whole graphs, ~20 s: `pytest -m "ros and not slow"` skips it

@@ -9,16 +9,11 @@ bounded; `marl-ros swarm` end to end is marked slow.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_support import Probe, node_env, ros_domain, skip_module_without_ros
+from ros_support import Probe, ros_domain, run_swarm_command, skip_module_without_ros
 from ros_support import domain_id as _domain_id
 
 ROS_IMPORT_FAILURES = skip_module_without_ros()
@@ -202,21 +197,9 @@ def test_monitor_publishes_the_simulators_target_and_scores_with_its_tracker(wor
 def run_swarm(bundle: Path, scenario: str, out: Path, seed: int, *extra: str) -> dict:
     """`marl-ros swarm` (sim_node, one agent process per drone, monitor) at 2x real time; the
     monitor's report."""
-    cmd = [sys.executable, "-m", "marl_ros.cli", "swarm", "--scenario", scenario,
-           "--policy", str(bundle), "--seed", str(seed), "--real-time-factor", "2",
-           "--report-dir", str(out), "--timeout", "120", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=node_env(DOMAIN_ID), cwd=ROOT, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=150)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
-        raise
-    assert proc.returncode == 0, f"marl-ros swarm failed:\n{stdout}\n{stderr}"
-    crashed = [log.name for log in (out / "logs").glob("*.log") if "Traceback" in log.read_text()]
-    assert not crashed, f"node logs with a traceback: {crashed}"
-    return json.loads((out / "report.json").read_text())
+    return run_swarm_command(["--scenario", scenario, "--policy", str(bundle), "--seed", str(seed),
+                              "--real-time-factor", "2", "--timeout", "120", *extra], out,
+                             DOMAIN_ID)[1]
 
 
 @pytest.mark.slow  # whole graphs
