@@ -265,11 +265,6 @@ class FlockScenario(MissionScenario):
         self.last_distance = distance
         return reward, arrived, self.tracker.metrics()
 
-    def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
-        others_p, others_v, valid = self._others(pos, vel, env_ids, received)
-        return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
-                              target=self.target(env_ids)[:, None])
-
     @property
     def state_size(self) -> int:
         return self.cfg.num_drones * 6 + 3 + 1

@@ -19,6 +19,7 @@ from types import ModuleType
 
 import numpy as np
 
+from sim import obs as O
 from sim.config import SwarmConfig
 from sim.scenarios import Scenario
 
@@ -67,6 +68,12 @@ class MissionScenario(Scenario):
 
     def metrics(self) -> dict[str, np.ndarray]:
         return self.tracker.metrics()
+
+    def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
+        """The shared observation with every drone given its episode's target now."""
+        others_p, others_v, valid = self._others(pos, vel, env_ids, received)
+        return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
+                              target=self.target(env_ids)[:, None])
 
 
 class Mission:
