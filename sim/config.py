@@ -47,6 +47,8 @@ CELL_MOVES = (
 
 PURSUIT_VIEWS = ("drone", "cells")
 
+OBSTACLE_SHAPES = ("cylinder", "box", "mixed")
+
 MAX_JOINT_CELLS = 2 ** 20
 """Largest joint cell state of the pursuit cells view (its one-hot observation's width)."""
 
@@ -213,15 +215,49 @@ class CoverageConfig(SwarmConfig):
     footprint: int = 3
     patch_size: int = 9
     summary_size: int = 5
+    # Static obstacles (sim.obstacles): `obstacles` vertical cylinders and/or boxes per
+    # episode, drawn at every reset; sizes (radius or half side, m) in the range below.
+    obstacles: int = 0
+    obstacle_shape: str = "mixed"
+    obstacle_size_min: float = 0.15
+    obstacle_size_max: float = 0.25
+    obstacle_penalty: float = 0.05
+    # Horizontal range readings (sim.obstacles.range_readings): `range_rays` rays evenly spaced
+    # in the world frame (ray 0 along +x, counter-clockwise), distances clipped to range_max.
+    range_rays: int = 0
+    range_max: float = 1.5
 
     scenario = "coverage"
     # A coverage observation has the same layout and meaning for any swarm size (K nearest
-    # neighbours), so a policy trained with 4 drones may fly 16.
-    SIM_ONLY = SwarmConfig.SIM_ONLY + ("num_drones",)
+    # neighbours), so a policy trained with 4 drones may fly 16. The obstacles vary per
+    # episode; the observation sees them only through the range readings.
+    SIM_ONLY = SwarmConfig.SIM_ONLY + ("num_drones", "obstacles", "obstacle_shape",
+                                       "obstacle_size_min", "obstacle_size_max",
+                                       "obstacle_penalty")
 
     @property
     def field_size(self) -> tuple[float, float]:
         return (self.width * self.cell_size, self.height * self.cell_size)
+
+    @property
+    def drone_radius(self) -> float:
+        """The drone's collision radius for obstacles: half the near-collision distance (two
+        drones nearer than collision_distance touch when each is this wide)."""
+        return 0.5 * self.collision_distance
+
+    @property
+    def obstacle_clearance(self) -> float:
+        """Free space kept around every obstacle at the draw, metres: from each drone's start,
+        from the field's edge and between obstacles (2 drone radii: a drone passes)."""
+        return self.collision_distance
+
+    def observation_params(self) -> dict[str, Any]:
+        """As SwarmConfig's; without range readings (range_rays = 0) their two fields are left
+        out, so bundles written before obstacles existed keep their hash."""
+        params = super().observation_params()
+        if not self.range_rays:
+            del params["range_rays"], params["range_max"]
+        return params
 
     def _validate(self) -> None:
         super()._validate()
@@ -243,6 +279,44 @@ class CoverageConfig(SwarmConfig):
                  f"summary_size must be an integer >= 1 that divides width={self.width} and "
                  f"height={self.height} (got {self.summary_size!r}).")
         self._validate_capacity()
+        self._validate_obstacles()
+
+    def _validate_obstacles(self) -> None:
+        _require(isinstance(self.obstacles, int) and not isinstance(self.obstacles, bool)
+                 and self.obstacles >= 0,
+                 f"obstacles must be an integer count >= 0 (got {self.obstacles!r}).")
+        _require(self.obstacle_shape in OBSTACLE_SHAPES,
+                 f"obstacle_shape must be one of {', '.join(OBSTACLE_SHAPES)} "
+                 f"(got {self.obstacle_shape!r}).")
+        for name in ("obstacle_size_min", "obstacle_size_max", "range_max"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and math.isfinite(value) and value > 0,
+                     f"{name} must be a finite number of metres > 0 (got {value!r}).")
+        _require(self.obstacle_size_min <= self.obstacle_size_max,
+                 f"obstacle_size_min={self.obstacle_size_min} is larger than obstacle_size_max="
+                 f"{self.obstacle_size_max}; swap them.")
+        _require(isinstance(self.obstacle_penalty, int | float)
+                 and math.isfinite(self.obstacle_penalty) and self.obstacle_penalty >= 0,
+                 f"obstacle_penalty must be a finite number >= 0 (got {self.obstacle_penalty!r}).")
+        _require(isinstance(self.range_rays, int) and not isinstance(self.range_rays, bool)
+                 and self.range_rays >= 0,
+                 f"range_rays must be an integer count of rays >= 0 (got {self.range_rays!r}).")
+        # Every cell stays coverable from a spot clear of the obstacles: a footprint reaches a
+        # square of half side `reach` around a cell's centre, and an obstacle centred on the
+        # cell must leave that square's corners free for a drone (sim.obstacles, tested).
+        reach = (self.footprint // 2 + 0.5) * self.cell_size
+        largest = reach - self.drone_radius / math.sqrt(2.0)
+        _require(self.obstacles == 0 or self.obstacle_size_max < largest,
+                 f"obstacle_size_max={self.obstacle_size_max} m would hide whole cells from every "
+                 f"footprint ({self.footprint} cells of {self.cell_size} m, drone radius "
+                 f"{self.drone_radius} m); use obstacle_size_max < {largest:.3f}.")
+        fx, fy = self.field_size
+        side = 2 * self.obstacle_size_max + 2 * self.obstacle_clearance
+        _require(self.obstacles * side * side <= 0.4 * fx * fy,
+                 f"{self.obstacles} obstacles of up to {2 * self.obstacle_size_max:g} m (with "
+                 f"{self.obstacle_clearance:g} m clearance) crowd the {fx:g} m x {fy:g} m field; "
+                 f"use fewer or smaller obstacles (at most "
+                 f"{int(0.4 * fx * fy / (side * side))}).")
 
 
 @dataclass(frozen=True)
@@ -667,6 +741,6 @@ __all__ = [
     "FORMATION_MARGIN", "FORMATION_REFERENCES", "FORMATION_SHAPES", "FormationConfig",
     "FlockConfig",
     "formation_offsets",
-    "MAX_JOINT_CELLS", "PURSUIT_VIEWS", "PursuitConfig", "SCENARIOS", "SpreadConfig",
+    "MAX_JOINT_CELLS", "OBSTACLE_SHAPES", "PURSUIT_VIEWS", "PursuitConfig", "SCENARIOS", "SpreadConfig",
     "SwarmConfig", "VALID_POLICY_HZ", "config_from_dict", "make_config", "scaled_field",
 ]

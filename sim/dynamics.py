@@ -98,6 +98,17 @@ class PyBulletDynamics:
         """(E, N, 12) float64 states of all worlds."""
         return np.stack([w.state() for w in self.worlds])
 
+    def set_obstacles(self, env_ids: np.ndarray, centres: np.ndarray, half_sizes: np.ndarray,
+                      boxes: np.ndarray) -> None:
+        """Give the worlds `env_ids` their obstacle layouts (len, O, ...) (sim.obstacles)."""
+        for j, e in enumerate(np.asarray(env_ids, dtype=np.intp).reshape(-1)):
+            self.worlds[e].set_obstacles(centres[j], half_sizes[j], boxes[j])
+
+    def range_readings(self, env_ids: np.ndarray | slice, rays: int, range_max: float) -> np.ndarray:
+        """(len, N, R) range readings of the worlds `env_ids` (PyBulletWorld.range_readings)."""
+        ids = np.arange(self.num_envs)[env_ids]
+        return np.stack([self.worlds[e].range_readings(rays, range_max) for e in ids])
+
     def close(self) -> None:
         for world in self.worlds:
             world.close()

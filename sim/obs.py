@@ -12,6 +12,9 @@ What a drone knows:
   filter is applied here);
 - coverage: its own belief map, the cells it covered plus the footprints of
   neighbours it heard, updated with `update_belief` once per policy tick;
+- coverage with `range_rays`: its own range readings (metres, one per world-frame ray,
+  `sim.obstacles`: the simulator's ray cast, or a LaserScan through `laserscan_readings`),
+  normalised here to distance / range_max;
 - spread: the landmark positions (the task definition);
 - pursuit, "drone" view: its own team and the team of every neighbour it heard (drones
   0..P-1 pursue, the others evade: `team_flags`); "cells" view: the cell of every drone,
@@ -68,6 +71,8 @@ def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
             ("belief_patch", cfg.patch_size * cfg.patch_size),  # egocentric, 1 = still to cover
             ("belief_summary", cfg.summary_size * cfg.summary_size),  # fraction uncovered per block
         ]
+        if cfg.range_rays:
+            layout += [("ranges", cfg.range_rays)]  # distance / range_max per ray, 1 = nothing
     elif isinstance(cfg, SpreadConfig):
         layout += [("landmarks", cfg.num_landmarks * 3)]  # relative positions / arena size
     elif isinstance(cfg, PursuitConfig):
@@ -402,6 +407,26 @@ def cell_action_setpoint(cfg: PursuitConfig, actions: np.ndarray, own_pos: np.nd
 
 
 # ----------------------------------------------------------------------------------------
+# Range readings (coverage with obstacles)
+# ----------------------------------------------------------------------------------------
+def range_features(ranges: np.ndarray | None, batch_shape: tuple[int, ...],
+                   cfg: CoverageConfig) -> np.ndarray:
+    """The `ranges` field, (..., R): each reading over range_max, clipped to [0, 1], 1 where
+    nothing is in range (inf or NaN)."""
+    if ranges is None:
+        raise ValueError(f"this coverage policy observes {cfg.range_rays} range readings; pass "
+                         f"ranges (..., {cfg.range_rays}) in metres (sim.obstacles.range_readings, "
+                         f"or laserscan_readings from a sensor).")
+    ranges = np.asarray(ranges, dtype=np.float64)
+    if ranges.shape[-1:] != (cfg.range_rays,):
+        raise ValueError(f"ranges must hold range_rays={cfg.range_rays} readings per drone "
+                         f"(got shape {ranges.shape}).")
+    ranges = np.where(np.isfinite(ranges), ranges, cfg.range_max)
+    out = np.clip(ranges / cfg.range_max, 0.0, 1.0).astype(OBS_DTYPE)
+    return np.broadcast_to(out, batch_shape + (cfg.range_rays,))
+
+
+# ----------------------------------------------------------------------------------------
 # The observation
 # ----------------------------------------------------------------------------------------
 def own_features(own_pos: np.ndarray, own_vel: np.ndarray, cfg: SwarmConfig) -> np.ndarray:
@@ -419,7 +444,8 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
                       other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
                       landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
                       other_teams: np.ndarray | None = None,
-                      target: np.ndarray | None = None) -> np.ndarray:
+                      target: np.ndarray | None = None,
+                      ranges: np.ndarray | None = None) -> np.ndarray:
     """Observation vectors (..., D) float32, laid out as `observation_layout(cfg)`.
 
     own_pos, own_vel: (..., 3). other_pos, other_vel: (..., M, 3) every other drone
@@ -430,10 +456,12 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
     others. Pursuit "cells" view: other_pos must hold every other drone, in index order
     (M = N - 1; velocities, validity and teams are not used). target: (..., 6) the mission
     target's position and velocity in the world frame (ENU, m, m/s), for the worlds that
-    have one (`sim.missions.uses_target`; broadcast over the drones).
+    have one (`sim.missions.uses_target`; broadcast over the drones). ranges: (..., R) the
+    drone's range readings in metres (coverage with range_rays = R > 0; inf or NaN = nothing
+    in range), ray k at heading 2 pi k / R in the world frame (`sim.obstacles.ray_angles`).
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    own_team, other_teams, update=False, target=target)
+                    own_team, other_teams, update=False, target=target, ranges=ranges)
 
 
 def observe_tick(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
@@ -441,18 +469,19 @@ def observe_tick(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
                  other_valid: np.ndarray | None = None, belief: np.ndarray | None = None,
                  landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
                  other_teams: np.ndarray | None = None,
-                 target: np.ndarray | None = None) -> np.ndarray:
+                 target: np.ndarray | None = None,
+                 ranges: np.ndarray | None = None) -> np.ndarray:
     """One policy tick of a drone: update its belief (coverage) from what it hears, then build
     its observation. The simulator and the agent node both call this once per tick.
 
     Same arguments as `build_observation`; `belief` is updated in place.
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    own_team, other_teams, update=True, target=target)
+                    own_team, other_teams, update=True, target=target, ranges=ranges)
 
 
 def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-             own_team, other_teams, update, target=None):
+             own_team, other_teams, update, target=None, ranges=None):
     if is_cells_view(cfg):
         return cells_observation(cfg, own_pos, other_pos)
     own_pos = np.asarray(own_pos, dtype=np.float64)
@@ -473,6 +502,8 @@ def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, l
         if update:
             _update_belief(belief, own_pos, other_pos, heard, cfg)
         parts += [belief_patch(belief, own_pos, cfg), belief_summary(belief, cfg)]
+        if cfg.range_rays:
+            parts.append(range_features(ranges, own_pos.shape[:-1], cfg))
     elif isinstance(cfg, SpreadConfig):
         if landmarks is None:
             raise ValueError("spread observations need the landmark positions (L, 3).")

@@ -22,6 +22,10 @@ from sim.drone import URDF_PATH, CrazyflieParams, VelocityLimits
 
 _ORIGIN = (0.0, 0.0, 0.0)
 
+OBSTACLE_GROUP = 0x40
+"""Collision group bit of the obstacle bodies: range rays test this group only, so they pass
+through every drone (their own body included) and the ground."""
+
 MAX_ACTUATION_DELAY = 1
 """Control ticks (1/48 s each) of motor delay the default controller gains stay stable with."""
 
@@ -98,6 +102,9 @@ class PyBulletWorld:
         self._vel = np.zeros((n, 3))
         self._rot = np.tile(np.eye(3), (n, 1, 1))
         self._rates = np.zeros((n, 3))
+        self._obstacle_bodies: list[int] = []
+        self._obstacle_shapes: dict[tuple, tuple[int, int]] = {}  # (box, hx, hy) -> shapes
+        self._layout = (np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, dtype=bool))
         self.reset(np.column_stack([np.arange(n, dtype=float), np.zeros(n), np.ones(n)]))
 
     # -- public API ---------------------------------------------------------------------------
@@ -172,6 +179,71 @@ class PyBulletWorld:
         out = np.concatenate([self._pos, self._vel, matrix_to_euler(self._rot), self._rates], axis=1)
         if self.sensor_noise > 0.0:
             out[:, :6] += self._rng.normal(0.0, self.sensor_noise, (self.num_drones, 6))
+        return out
+
+    def set_obstacles(self, centres: np.ndarray, half_sizes: np.ndarray, boxes: np.ndarray) -> None:
+        """Replace the obstacles by a layout (sim.obstacles): (O, 2) centres, (O, 2) half sizes
+        (a cylinder's radius twice), (O,) box flags. Each is a static body OBSTACLE_HEIGHT m
+        tall standing on the ground, with a collision shape (the range rays hit it) whose
+        collisions with the drones are switched off: a drone flies through an obstacle as in
+        the fast backend, and the scenario scores it. Shapes are kept per size (sizes come on
+        a 1 cm grid), since PyBullet cannot free a shape once a body used it."""
+        from sim.obstacles import OBSTACLE_HEIGHT
+
+        cid = self._client
+        for body in self._obstacle_bodies:
+            p.removeBody(body, physicsClientId=cid)
+        self._obstacle_bodies = []
+        centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+        half_sizes = np.asarray(half_sizes, dtype=np.float64).reshape(-1, 2)
+        boxes = np.asarray(boxes, dtype=bool).reshape(-1)
+        self._layout = (centres, half_sizes, boxes)
+        for centre, half, box in zip(centres, half_sizes, boxes, strict=True):
+            key = (bool(box), round(float(half[0]), 6), round(float(half[1]), 6))
+            if key not in self._obstacle_shapes:
+                if box:
+                    extents = [float(half[0]), float(half[1]), OBSTACLE_HEIGHT / 2]
+                    shape = p.createCollisionShape(p.GEOM_BOX, halfExtents=extents, physicsClientId=cid)
+                    visual = p.createVisualShape(p.GEOM_BOX, halfExtents=extents,
+                                                 rgbaColor=[0.5, 0.5, 0.5, 1], physicsClientId=cid)
+                else:
+                    shape = p.createCollisionShape(p.GEOM_CYLINDER, radius=float(half[0]),
+                                                   height=OBSTACLE_HEIGHT, physicsClientId=cid)
+                    visual = p.createVisualShape(p.GEOM_CYLINDER, radius=float(half[0]),
+                                                 length=OBSTACLE_HEIGHT,
+                                                 rgbaColor=[0.5, 0.5, 0.5, 1], physicsClientId=cid)
+                self._obstacle_shapes[key] = (shape, visual)
+            shape, visual = self._obstacle_shapes[key]
+            body = p.createMultiBody(0.0, shape, visual,
+                                     [float(centre[0]), float(centre[1]), OBSTACLE_HEIGHT / 2],
+                                     physicsClientId=cid)
+            p.setCollisionFilterGroupMask(body, -1, OBSTACLE_GROUP, -1, physicsClientId=cid)
+            for drone in self._bodies:
+                p.setCollisionFilterPair(drone, body, -1, -1, 0, physicsClientId=cid)
+            self._obstacle_bodies.append(body)
+
+    def range_readings(self, rays: int, range_max: float) -> np.ndarray:
+        """(N, R) distances, metres, along `rays` horizontal rays from every drone's centre
+        (ray k at heading 2 pi k / R in the world frame, sim.obstacles.ray_angles) to the first
+        obstacle body, range_max where none is in range: one rayTestBatch. Rays see only the
+        obstacles (OBSTACLE_GROUP). A ray cannot hit a body it starts inside, so a drone whose
+        centre is inside an obstacle reads 0, as the analytic cast does."""
+        from sim.obstacles import obstacle_clearances, ray_angles
+
+        n = self.num_drones
+        out = np.full((n, rays), float(range_max))
+        if rays == 0 or not self._obstacle_bodies:
+            return out
+        angles = ray_angles(rays)
+        direction = np.stack([np.cos(angles), np.sin(angles), np.zeros(rays)], axis=-1)
+        start = np.repeat(self._pos, rays, axis=0)  # (N R, 3), drone by drone
+        end = start + range_max * np.tile(direction, (n, 1))
+        hits = p.rayTestBatch(start.tolist(), end.tolist(), collisionFilterMask=OBSTACLE_GROUP,
+                              physicsClientId=self._client)
+        fraction = np.array([h[2] if h[0] >= 0 else 1.0 for h in hits]).reshape(n, rays)
+        out = fraction * range_max
+        inside = (obstacle_clearances(self._pos, *self._layout) < 0.0).any(axis=-1)
+        out[inside] = 0.0
         return out
 
     def close(self) -> None:

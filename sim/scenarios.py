@@ -12,6 +12,7 @@ import numpy as np
 
 from sim import neighbours
 from sim import obs as O
+from sim import obstacles as obstacle_geometry
 from sim.config import (
     CoverageConfig,
     FlockConfig,
@@ -159,6 +160,14 @@ class Scenario:
 
 
 class CoverageScenario(Scenario):
+    """Coverage, with `cfg.obstacles` static obstacles per episode (sim.obstacles): the
+    layout (`centres`, `half_sizes`, `boxes`, (E, O, ...)) is drawn at each reset from the
+    env's stream after the start positions. A drone closer to an obstacle's surface than its
+    radius (`cfg.drone_radius`) is an obstacle collision: counted per drone and step
+    (`obstacle_collisions`, the episode's count in the metrics) and paid obstacle_penalty
+    each from the team reward; the drones fly on (a collision is scored, not simulated).
+    Cells under an obstacle are covered like any other (a downward sensor sees its top)."""
+
     cfg: CoverageConfig
 
     def __init__(self, cfg: CoverageConfig, num_envs: int):
@@ -168,8 +177,14 @@ class CoverageScenario(Scenario):
         self.belief = O.new_belief(cfg, (num_envs, n))  # each drone's own belief, (E, N, Hp, Wp)
         self.cells = cfg.width * cfg.height
         self.covered_count = np.zeros(num_envs, dtype=np.int64)
+        self.centres, self.half_sizes, self.boxes = obstacle_geometry.empty_layout(cfg, (num_envs,))
+        self.obstacle_collisions = np.zeros(num_envs, dtype=np.int64)
 
     def reset(self, env_ids: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
+        if self.cfg.obstacles:  # after the start positions, from the same stream
+            layout = obstacle_geometry.draw_obstacles(self.cfg, rng, pos)
+            self.centres[env_ids], self.half_sizes[env_ids], self.boxes[env_ids] = layout
+        self.obstacle_collisions[env_ids] = 0
         fresh = O.new_belief(self.cfg)
         self.covered[env_ids] = fresh
         self.belief[env_ids] = fresh  # the first observe_tick marks what the drones see
@@ -198,10 +213,25 @@ class CoverageScenario(Scenario):
         counts = np.zeros_like(todo, dtype=np.float64)
         np.add.at(counts, (env[new], cell[new]), 1.0)
         share = np.where(new, 1.0 / np.maximum(counts[env, cell], 1.0), 0.0)
-        return share.sum(axis=(-2, -1)) / self.cells
+        own_hits = self.obstacle_hits(pos)
+        return share.sum(axis=(-2, -1)) / self.cells - self.cfg.obstacle_penalty * own_hits
+
+    def obstacle_hits(self, pos: np.ndarray) -> np.ndarray:
+        """Which drones at `pos` (E, N, 3) collide with an obstacle of their env, (E, N)."""
+        return obstacle_geometry.obstacle_hits(pos, self.centres, self.half_sizes, self.boxes,
+                                               self.cfg)
+
+    def range_readings(self, pos: np.ndarray, env_ids=slice(None)) -> np.ndarray:
+        """The analytic range readings (E, N, R) of drones at `pos` in envs `env_ids`."""
+        return obstacle_geometry.range_readings(
+            pos, self.centres[env_ids], self.half_sizes[env_ids], self.boxes[env_ids],
+            self.cfg.range_rays, self.cfg.range_max)
 
     def metrics(self) -> dict[str, np.ndarray]:
-        return {"coverage": self.covered_count / self.cells}
+        out = {"coverage": self.covered_count / self.cells}
+        if self.cfg.obstacles:
+            out["obstacle_collisions"] = self.obstacle_collisions.astype(np.float64)
+        return out
 
     def _count(self, env_ids: np.ndarray | slice = slice(None)) -> np.ndarray:
         return (O.belief_interior(self.covered[env_ids], self.cfg) == O.COVERED).sum(axis=(-2, -1))
@@ -213,27 +243,36 @@ class CoverageScenario(Scenario):
         self.covered_count = count
         reward = newly / self.cells
         terminated = count >= self.cells
-        return reward, terminated, {"coverage": count / self.cells}
+        if self.cfg.obstacles:
+            hits = self.obstacle_hits(pos).sum(axis=1)
+            self.obstacle_collisions += hits
+            reward = reward - self.cfg.obstacle_penalty * hits
+        return reward, terminated, self.metrics()
 
-    def observe_tick(self, pos, vel, env_ids=slice(None), received=None):
+    def observe_tick(self, pos, vel, env_ids=slice(None), received=None, ranges=None):
+        """ranges: (E, N, R) the drones' range readings, metres (with cfg.range_rays)."""
         others_p, others_v, valid = self._others(pos, vel, env_ids, received)
         if isinstance(env_ids, slice):
             return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
-                                  belief=self.belief[env_ids])
+                                  belief=self.belief[env_ids], ranges=ranges)
         belief = self.belief[env_ids]  # a copy (fancy index): write it back after the update
-        obs = O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid, belief=belief)
+        obs = O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid, belief=belief,
+                             ranges=ranges)
         self.belief[env_ids] = belief
         return obs
 
     @property
     def state_size(self) -> int:
-        return self.cfg.num_drones * 6 + self.cells + 1
+        return self.cfg.num_drones * 6 + self.cells + 1 + 5 * self.cfg.obstacles
 
     def state(self, pos, vel, t):
         todo = O.belief_interior(self.covered, self.cfg).reshape(self.num_envs, -1)
         time_left = 1.0 - t / self.cfg.max_steps
-        return np.concatenate([self._drone_state(pos, vel), todo, time_left[:, None]],
-                              axis=1).astype(np.float32)
+        parts = [self._drone_state(pos, vel), todo, time_left[:, None]]
+        if self.cfg.obstacles:  # the critic sees the layout
+            parts.append(obstacle_geometry.layout_features(self.cfg, self.centres,
+                                                           self.half_sizes, self.boxes))
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 class SpreadScenario(Scenario):

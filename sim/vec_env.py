@@ -117,6 +117,11 @@ class VecEnv:
         self._measured = np.zeros((cfg.odom_latency + 1, num_envs, self.num_agents, 6))  # newest first
         self._perceived = np.zeros((num_envs, self.num_agents, 6))  # position, velocity held
         self._commands = np.zeros((cfg.command_delay, num_envs, self.num_agents, 4))  # oldest first
+        # Obstacles (coverage): the PyBullet worlds get each episode's layout as static bodies;
+        # range readings come from the backend's own sensing (PyBullet rays, the fast backend
+        # the analytic cast), taken from the true positions as a drone's sensor takes them.
+        self._obstacles = int(getattr(cfg, "obstacles", 0))
+        self._range_rays = int(getattr(cfg, "range_rays", 0))
         self._needs_reset = True
 
     # -- actions ------------------------------------------------------------------------------
@@ -183,6 +188,10 @@ class VecEnv:
         self._pos[env_ids] = state[env_ids, :, 0:3]
         self._vel[env_ids] = state[env_ids, :, 3:6]
         self.scenario.reset(env_ids, self._pos[env_ids], self.rng)
+        if self._obstacles and self.backend == "pybullet":
+            scen = self.scenario
+            self.dynamics.set_obstacles(env_ids, scen.centres[env_ids], scen.half_sizes[env_ids],
+                                        scen.boxes[env_ids])
         self.t[env_ids] = 0
         self.episode_return[env_ids] = 0.0
         self.episode_collisions[env_ids] = 0
@@ -208,18 +217,27 @@ class VecEnv:
             sample = sample + self._perception_rng.normal(0.0, self.cfg.sensor_noise, sample.shape)
         self._perceived[refresh] = sample[refresh]
 
+    def range_readings(self, env_ids: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The drones' range readings now, (E, N, R) metres (coverage with range_rays): PyBullet
+        casts rays at the obstacle bodies, the fast backend the analytic rays of the layout."""
+        if self.backend == "pybullet":
+            return self.dynamics.range_readings(env_ids, self.cfg.range_rays, self.cfg.range_max)
+        return self.scenario.range_readings(self._pos[env_ids], env_ids)
+
     def _observe(self, env_ids: np.ndarray | None = None) -> np.ndarray:
         """Every drone's policy tick (all envs, or `env_ids`) on what it perceives."""
         ids = slice(None) if env_ids is None else env_ids
+        extra = {"ranges": self.range_readings(ids)} if self._range_rays else {}
         if not self._perceives:
-            return self.scenario.observe_tick(self._pos[ids], self._vel[ids], ids)
+            return self.scenario.observe_tick(self._pos[ids], self._vel[ids], ids, **extra)
         seen = self._perceived[ids]
         received = None
         if self.cfg.neighbour_drop > 0.0:
             n = self.num_agents
             shape = (self.num_envs if env_ids is None else len(env_ids), n, n)
             received = self._perception_rng.random(shape) >= self.cfg.neighbour_drop
-        return self.scenario.observe_tick(seen[..., :3], seen[..., 3:], ids, received=received)
+        return self.scenario.observe_tick(seen[..., :3], seen[..., 3:], ids, received=received,
+                                          **extra)
 
     def step(self, actions: np.ndarray):
         if self._needs_reset:
