@@ -31,7 +31,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       python3-pip python3-dev build-essential python3-colcon-common-extensions \
       python3-numpy python3-yaml \
       ros-${ROS_DISTRO}-launch-ros ros-${ROS_DISTRO}-tf2-msgs ros-${ROS_DISTRO}-nav-msgs \
-      ros-${ROS_DISTRO}-geometry-msgs ros-${ROS_DISTRO}-visualization-msgs \
+      ros-${ROS_DISTRO}-geometry-msgs ros-${ROS_DISTRO}-visualization-msgs ros-${ROS_DISTRO}-sensor-msgs \
       ros-${ROS_DISTRO}-rosgraph-msgs ros-${ROS_DISTRO}-ros2topic ros-${ROS_DISTRO}-ros2node \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /home/marl /work /ws/src && chmod 1777 /home/marl /work

@@ -404,7 +404,9 @@ def cmd_swarm(args: argparse.Namespace) -> int:
           f"({report['simulated_s']:.1f} s), min separation {report['min_separation_m']} m, "
           f"collisions {report['collisions']}, near-collisions (< "
           f"{report['collision_distance_m']} m) {report['near_collisions']}, geofence "
-          f"violations {report['geofence_violations']}")
+          f"violations {report['geofence_violations']}"
+          + (f", obstacle collisions {report['obstacle_collisions']} (drone-ticks, "
+             f"{len(report['obstacles'])} obstacles)" if "obstacle_collisions" in report else ""))
     print(f"wrote {report_path} and {report.get('png', '(no PNG)')}")
     return 0 if code == 0 else 1
 

@@ -31,7 +31,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_sim_time": ("auto", "follow /clock; auto = true when sim is true"),
     "one_process": ("false", "all agent nodes in one process on one executor (large swarms)"),
     "real_time_factor": ("1.0", "sim_node: simulated seconds per wall second"),
-    "seed": ("0", "sim_node: seed of the start positions; monitor_node: of the mission"),
+    "seed": ("0", "sim_node: seed of the start positions and obstacles; monitor_node: of the "
+             "mission or obstacle layout"),
     "report_dir": ("runs/swarm", "monitor_node: folder for report.json and coverage.png"),
     "mission_steps": ("0", "monitor_node: mission length in policy ticks; 0 = scenario default"),
     "neighbour_drop": ("0.0", "fault injection: probability of losing a neighbour's state"),

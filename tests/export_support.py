@@ -1,7 +1,10 @@
 """What the export tests share: one episode flown with the torch policy's actions while the
-bundle's onnxruntime graph is asked for the same observations."""
+bundle's onnxruntime graph is asked for the same observations; a bundle with random weights for
+node tests."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -25,3 +28,28 @@ def fly_torch_and_onnx(policy, runtime, env, seed: int) -> tuple[float, set, int
         obs, *_ = env.step(torch_actions)
         steps += 1
     return worst, seen, steps
+
+
+def random_bundle_in(out: Path, scenario: str, **params) -> Path:
+    """A shared-parameter bundle of `scenario` with random weights (setpoints of ~1 m/s)."""
+    import torch
+
+    from policies.export import export_bundle
+    from policies.normalization import ObservationNormalizer
+    from policies.policy import TrainedPolicy, build_actors
+
+    torch.manual_seed(0)
+    import sim
+
+    venv = sim.make_vec_env(scenario, 1, **params)
+    network = {"hidden_sizes": [32, 32], "activation": "tanh", "recurrent": False,
+               "gru_size": 16, "init_log_std": -0.5}
+    n = venv.num_agents
+    actors = build_actors([venv.observation_space] * n, [venv.action_space] * n, True, 0, network)
+    last = [m for m in actors[0].modules() if isinstance(m, torch.nn.Linear)][-1]
+    last.weight.data.normal_(0.0, 0.3)
+    meta = {"algorithm": "mappo", "seed": 0, "global_step": 0, "env_config": venv.cfg.to_dict()}
+    policy = TrainedPolicy(venv.agents, [venv.observation_space] * n, [venv.action_space] * n,
+                           actors, ObservationNormalizer((venv.observation_size,)), True, 0,
+                           network, meta)
+    return export_bundle(policy, out)

@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The ROS 2 client library and every message package the nodes import.
 ROS_MODULES = ("rclpy", "std_msgs.msg", "geometry_msgs.msg", "nav_msgs.msg", "rosgraph_msgs.msg",
-               "rcl_interfaces.msg", "builtin_interfaces.msg", "visualization_msgs.msg")
+               "rcl_interfaces.msg", "builtin_interfaces.msg", "visualization_msgs.msg",
+               "sensor_msgs.msg")
 
 
 def ros_import_failures() -> list[str]:

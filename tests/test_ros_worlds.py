@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_support import random_bundle_in
 from ros_support import Probe, ros_domain, run_swarm_command, skip_module_without_ros
 from ros_support import domain_id as _domain_id
 
@@ -28,29 +29,6 @@ pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_ID = _domain_id(62)  # test_ros 0, test_deployment 25, test_ros_pursuit 37, bridges 50, scale 75
 WORLDS = ["formation", "flock"]
-
-
-def random_bundle_in(out: Path, scenario: str, **params) -> Path:
-    """A shared-parameter bundle of `scenario` with random weights (setpoints of ~1 m/s)."""
-    import torch
-
-    from policies.export import export_bundle
-    from policies.normalization import ObservationNormalizer
-    from policies.policy import TrainedPolicy, build_actors
-
-    torch.manual_seed(0)
-    venv = sim.make_vec_env(scenario, 1, **params)
-    network = {"hidden_sizes": [32, 32], "activation": "tanh", "recurrent": False,
-               "gru_size": 16, "init_log_std": -0.5}
-    n = venv.num_agents
-    actors = build_actors([venv.observation_space] * n, [venv.action_space] * n, True, 0, network)
-    last = [m for m in actors[0].modules() if isinstance(m, torch.nn.Linear)][-1]
-    last.weight.data.normal_(0.0, 0.3)
-    meta = {"algorithm": "mappo", "seed": 0, "global_step": 0, "env_config": venv.cfg.to_dict()}
-    policy = TrainedPolicy(venv.agents, [venv.observation_space] * n, [venv.action_space] * n,
-                           actors, ObservationNormalizer((venv.observation_size,)), True, 0,
-                           network, meta)
-    return export_bundle(policy, out)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -27,6 +27,14 @@ newest one received; none within stale_timeout -> hover and a throttled warning.
 first target it publishes no command at all: its cmd_vel publisher, the simulator's sign that
 an agent is ready, appears only with the mission, so sim_node starts the episode when every
 drone knows it (a real drone without commands holds, as sim_node's cmd_timeout does).
+
+Range readings (coverage with obstacles, bundles with `range_rays`): the node subscribes its
+`scan` (sensor_msgs/LaserScan in the drone's body frame, from sim_node or a real 2-D lidar or
+range-sensor ring) and resamples the newest scan to the bundle's world-frame rays with
+`sim.obstacles.laserscan_readings` and its own heading from odometry: the readings the
+simulator's ray cast gives. No scan yet, or one older than stale_timeout -> hover and a
+throttled warning; as with a mission target, the cmd_vel publisher appears only once the
+first scan has arrived.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Float64MultiArray, Int32MultiArray
 
 from marl_ros.nodes.messages import (
@@ -50,6 +59,7 @@ from marl_ros.nodes.messages import (
     SENSOR_QOS,
     make_twist,
     odometry_to_state,
+    odometry_yaw,
     stamp_to_seconds,
     unpack_swarm_state,
 )
@@ -58,6 +68,7 @@ from marl_ros.runtime import BundleError, OnnxPolicy, default_bundle, load_swarm
 from sim import obs as O
 from sim.config import CELL_MOVES, CoverageConfig, PursuitConfig
 from sim.missions import uses_target
+from sim.obstacles import laserscan_readings
 
 HOVER = np.zeros(4)
 MAX_PLAUSIBLE_POSITION = 1000.0  # m: beyond this an odometry message is a fault, not a state
@@ -133,6 +144,8 @@ class AgentNode(Node):
         p("cmd_topic", "cmd_vel", _describe("velocity setpoint out (geometry_msgs/Twist, ENU)"))
         p("swarm_topic", "/swarm/state", _describe("all drones' states (std_msgs/"
                                                    "Float64MultiArray, see messages.py)"))
+        p("scan_topic", "scan", _describe("range scan in (sensor_msgs/LaserScan, body frame), "
+                                          "for bundles with range readings"))
         p("max_vxy", 0.0, _describe("horizontal speed limit per axis, m/s; 0 = bundle", 0.0, 10.0))
         p("max_vz", 0.0, _describe("vertical speed limit, m/s; 0 = bundle", 0.0, 5.0))
         p("max_yaw_rate", 0.0, _describe("yaw-rate limit, rad/s; 0 = bundle", 0.0, 10.0))
@@ -182,12 +195,16 @@ class AgentNode(Node):
         self.own: tuple[np.ndarray, np.ndarray] | None = None
         self.own_time = -1.0
         self.own_stamp: float | None = None  # header stamp of the odometry in self.own
+        self.own_yaw = 0.0  # heading from the odometry's orientation (turns a scan to world rays)
         self.own_problem = "no odometry received yet"
         self.swarm = np.zeros((0, 8))
         self.captured: set[int] = set()  # pursuit: the evaders out of play
         self.uses_target = uses_target(self.cfg)
         self.target: np.ndarray | None = None  # mission target (6,), when the task has one
         self.target_time = -1.0
+        self.rays = getattr(self.cfg, "range_rays", 0)
+        self.scan: LaserScan | None = None  # the newest range scan, when the policy reads ranges
+        self.scan_time = -1.0
         self.last_setpoint = HOVER.copy()
         self.ticks = 0
 
@@ -200,12 +217,15 @@ class AgentNode(Node):
                                      CAPTURED_QOS)
         if self.uses_target:
             self.create_subscription(Odometry, MISSION_TARGET_TOPIC, self.on_target, SENSOR_QOS)
-        # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator. A
-        # mission world's agent is ready once it also knows the mission (its first target), so
-        # the simulator does not start the episode while drones still wait for it.
+        if self.rays:
+            self.scan_topic = g("scan_topic").value
+            self.create_subscription(LaserScan, self.scan_topic, self.on_scan, SENSOR_QOS)
+        # Created last: a cmd_vel publisher means "policy loaded, ready" to the simulator. An
+        # agent whose observation needs a mission target or range readings is ready once the
+        # first has arrived, so the simulator does not start while drones still wait for them.
         self.cmd_topic = g("cmd_topic").value
-        self.cmd_pub = (None if self.uses_target
-                        else self.create_publisher(Twist, self.cmd_topic, COMMAND_QOS))
+        self.cmd_pub = None
+        self.publish_when_ready()
         self.timer = None if hosted else self.create_timer(1.0 / self.rate, self.control_tick)
         stats_dir = g("stats_dir").value
         self.stats = TickStats(Path(stats_dir), 1.0 / self.rate) if stats_dir else None
@@ -241,6 +261,7 @@ class AgentNode(Node):
             self.own = None
             return
         self.own = (pos, vel)
+        self.own_yaw = odometry_yaw(msg)
         self.own_time = self.now()
         self.own_stamp = stamp_to_seconds(msg.header.stamp)
         self.own_problem = ""
@@ -259,7 +280,24 @@ class AgentNode(Node):
             return
         self.target = target
         self.target_time = self.now()
-        if self.cmd_pub is None:
+        self.publish_when_ready()
+
+    def on_scan(self, msg: LaserScan) -> None:
+        if not (math.isfinite(msg.angle_min) and math.isfinite(msg.angle_increment)
+                and msg.angle_increment != 0.0 and len(msg.ranges) > 0):
+            self.get_logger().warning(
+                f"ignoring a range scan on {self.scan_topic} without beams or with angle_min "
+                f"{msg.angle_min} / angle_increment {msg.angle_increment}",
+                throttle_duration_sec=2.0)
+            return
+        self.scan = msg
+        self.scan_time = self.now()
+        self.publish_when_ready()
+
+    def publish_when_ready(self) -> None:
+        """Create the cmd_vel publisher once every input the observation needs has arrived."""
+        waiting = (self.uses_target and self.target is None) or (self.rays and self.scan is None)
+        if self.cmd_pub is None and not waiting:
             self.cmd_pub = self.create_publisher(Twist, self.cmd_topic, COMMAND_QOS)
 
     def on_captured(self, msg: Int32MultiArray) -> None:
@@ -301,7 +339,7 @@ class AgentNode(Node):
                                     throttle_duration_sec=2.0)
             setpoint = HOVER
         self.last_setpoint = setpoint
-        if self.cmd_pub is None:  # no mission target yet: not ready, the drone hovers
+        if self.cmd_pub is None:  # no mission target / scan yet: not ready, the drone hovers
             return
         self.cmd_pub.publish(make_twist(setpoint))
         self.ticks += 1
@@ -334,6 +372,18 @@ class AgentNode(Node):
                                           throttle_duration_sec=2.0)
                 return HOVER
             task["target"] = self.target
+        if self.rays:
+            if self.scan is None or now - self.scan_time > self.stale:
+                what = ("no range scan received yet" if self.scan is None else
+                        f"the range scan is stale ({now - self.scan_time:.2f} s old > "
+                        f"{self.stale:g} s)")
+                self.get_logger().warning(f"{what} on {self.scan_topic}; commanding hover",
+                                          throttle_duration_sec=2.0)
+                return HOVER
+            s = self.scan
+            task["ranges"] = laserscan_readings(np.asarray(s.ranges), s.angle_min,
+                                                s.angle_increment, s.range_max, self.own_yaw,
+                                                self.rays, self.cfg.range_max, s.range_min)
         if self.pursuit:  # own flag, and each heard drone's by the id in its row
             ids = rows[:, 0].astype(np.int64)
             known = (ids >= 0) & (ids < self.cfg.num_drones)  # a stranger's row carries no team

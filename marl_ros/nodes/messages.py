@@ -14,6 +14,12 @@ world frame too (a velocity-setpoint stack's convention; `child_frame_id` names 
 
 Commands: `geometry_msgs/Twist` on `<ns>/cmd_vel`: linear = velocity setpoint in the ENU
 world frame (m/s), angular.z = yaw rate (rad/s).
+
+Range readings (coverage with obstacles): `sensor_msgs/LaserScan` on `<ns>/scan`, a planar
+scan in the drone's body frame (`frame_id` the drone's name, beams counter-clockwise from
+angle_min), as a 2-D lidar or a ring of range sensors publishes it; +inf where a beam sees
+nothing within range_max (REP 117). The agent node resamples any such scan to the bundle's
+world-frame rays with `sim.obstacles.laserscan_readings`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 SWARM_FIELDS = ("id", "x", "y", "z", "vx", "vy", "vz", "stamp")
@@ -77,6 +84,31 @@ def make_odometry(pos: np.ndarray, vel: np.ndarray, yaw: float, rates: np.ndarra
     msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = map(float, vel)
     msg.twist.twist.angular.x, msg.twist.twist.angular.y, msg.twist.twist.angular.z = map(
         float, rates)
+    return msg
+
+
+def odometry_yaw(msg: Odometry) -> float:
+    """The heading (rad, ENU: 0 along +x, counter-clockwise) of an odometry's orientation."""
+    q = msg.pose.pose.orientation
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def make_laserscan(readings: np.ndarray, yaw: float, range_max: float, stamp, frame: str,
+                   msg: LaserScan | None = None) -> LaserScan:
+    """Range readings (R,) in metres along the world-frame rays of `sim.obstacles.ray_angles`
+    (ray k at heading 2 pi k / R) as the scan a body-mounted sensor of a drone heading `yaw`
+    publishes: beam k at angle 2 pi k / R - yaw in the body frame, +inf for nothing in range."""
+    msg = LaserScan() if msg is None else msg
+    rays = len(readings)
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame
+    msg.angle_min = float(-yaw)
+    msg.angle_increment = float(2.0 * math.pi / rays)
+    msg.angle_max = float(msg.angle_min + (rays - 1) * msg.angle_increment)
+    msg.range_min = 0.0
+    msg.range_max = float(range_max)
+    values = np.asarray(readings, dtype=np.float64)
+    msg.ranges = np.where(values >= range_max, np.inf, values).astype(np.float32).tolist()
     return msg
 
 

@@ -21,6 +21,13 @@ does), and the mission also ends once every evader is captured; the report adds 
 (their drone ids), `capture_time_steps` (ticks to the first capture, null without one) and
 `capture_time_s`.
 
+Obstacles (coverage with `obstacles`): it holds the layout the simulator's episode of `seed`
+draws (`sim.obstacles.obstacles_for_seed`, as sim_node), counts obstacle collisions with the
+simulator's rule (drone-ticks with a drone closer than its radius to an obstacle's surface,
+`sim.obstacles.obstacle_hits`), publishes the count on `/swarm/obstacle_collisions`
+(std_msgs/Int32), draws the obstacles in the markers and reports `obstacle_collisions` and the
+layout. (With real obstacles the layout is the simulator's draw, not the room's.)
+
 Missions (formation, flock: `sim.missions`): once every drone's first position has arrived
 it draws the episode's mission from its `seed` and those positions, as the simulator does at
 a reset, publishes the mission target on `/mission/target` (nav_msgs/Odometry, world frame)
@@ -51,6 +58,7 @@ from sim import obs as O
 from sim.config import CoverageConfig, PursuitConfig
 from sim.drone import CrazyflieParams
 from sim.missions import Mission, mission_module
+from sim.obstacles import obstacle_hits, obstacles_for_seed
 from sim.scenarios import pairwise_distances
 
 
@@ -68,7 +76,7 @@ class MonitorNode(Node):
                                                                       "coverage.png go"))
         p("exit_on_complete", False, ParameterDescriptor(description="shut down after the "
                                                                      "report is written"))
-        p("seed", 0, _describe("seed of the mission drawn at the start (formation, flock): "
+        p("seed", 0, _describe("seed of the mission (formation, flock) or obstacle layout drawn: "
                                "the simulator's episode of that seed", 0, 2**31 - 1,
                                integer=True))
         g = self.get_parameter
@@ -97,6 +105,9 @@ class MonitorNode(Node):
         self.pursuit = isinstance(self.cfg, PursuitConfig)
         self.captured = np.zeros(self.cfg.num_evaders if self.pursuit else 0, dtype=bool)
         self.first_capture: int | None = None  # tick of the first capture
+        self.obstacles = (obstacles_for_seed(self.cfg, self.seed)[1:]
+                          if getattr(self.cfg, "obstacles", 0) else None)  # centres, sizes, boxes
+        self.obstacle_collisions = 0
 
         self.create_subscription(Float64MultiArray, g("swarm_topic").value, self.on_swarm,
                                  SENSOR_QOS)
@@ -104,7 +115,8 @@ class MonitorNode(Node):
             ("coverage", Float64), ("min_separation", Float64), ("collisions", Int32),
             ("near_collisions", Int32),
             ("geofence_violations", Int32), ("mission_complete", Bool)]
-            + ([("capture", Int32)] if self.pursuit else [])}
+            + ([("capture", Int32)] if self.pursuit else [])
+            + ([("obstacle_collisions", Int32)] if self.obstacles is not None else [])}
         self.marker_pub = self.create_publisher(MarkerArray, "/swarm/markers", 10)
         self.captured_pub = (self.create_publisher(Int32MultiArray, CAPTURED_TOPIC, CAPTURED_QOS)
                              if self.pursuit else None)
@@ -169,6 +181,10 @@ class MonitorNode(Node):
         else:
             current_min = float("inf")
         self.geofence_violations += int((~O.inside_geofence(pos, self.cfg)).sum())
+        if self.obstacles is not None:
+            self.obstacle_collisions += int(obstacle_hits(pos[None], *(a[None] for a in self.obstacles),
+                                                          self.cfg).sum())
+            self.pubs["obstacle_collisions"].publish(Int32(data=self.obstacle_collisions))
         if self.pursuit:
             self.check_captures(pos)
             self.pubs["capture"].publish(Int32(data=int(self.captured.sum())))
@@ -231,6 +247,20 @@ class MonitorNode(Node):
             m.color = (ColorRGBA(r=1.0, g=0.3, b=0.2, a=1.0) if evader
                        else ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0))
             out.markers.append(m)
+        if self.obstacles is not None:
+            from sim.obstacles import OBSTACLE_HEIGHT
+
+            top = self.cfg.altitude_max + 0.5  # drawn a little above the flight band
+            for k, (centre, half, box) in enumerate(zip(*self.obstacles, strict=True)):
+                m = Marker(ns="obstacles", id=k, type=Marker.CUBE if box else Marker.CYLINDER,
+                           action=Marker.ADD)
+                m.header.frame_id, m.header.stamp = WORLD_FRAME, stamp
+                m.pose.position = Point(x=float(centre[0]), y=float(centre[1]), z=top / 2)
+                m.pose.orientation.w = 1.0
+                m.scale.x, m.scale.y = 2 * float(half[0]), 2 * float(half[1])
+                m.scale.z = min(top, OBSTACLE_HEIGHT)
+                m.color = ColorRGBA(r=0.5, g=0.5, b=0.5, a=0.8)
+                out.markers.append(m)
         if self.coverage_map is not None:
             m = Marker(ns="coverage", id=0, type=Marker.CUBE_LIST, action=Marker.ADD)
             m.header.frame_id, m.header.stamp = WORLD_FRAME, stamp
@@ -269,6 +299,13 @@ class MonitorNode(Node):
                 "capture_time_s": None if self.first_capture is None
                 else self.first_capture / self.rate,
                 "capture_radius_m": self.cfg.capture_radius})
+        if self.obstacles is not None:
+            centres, half_sizes, boxes = self.obstacles
+            report["obstacle_collisions"] = self.obstacle_collisions
+            report["obstacles"] = [
+                {"shape": "box" if box else "cylinder", "centre_m": np.round(c, 3).tolist(),
+                 "half_size_m": np.round(h, 3).tolist() if box else round(float(h[0]), 3)}
+                for c, h, box in zip(centres, half_sizes, boxes, strict=True)]
         if self.mission is not None:
             report["mission"] = {k: None if v is None else round(v, 4)
                                  for k, v in self.mission.metrics().items()}

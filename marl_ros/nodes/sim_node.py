@@ -6,6 +6,12 @@ TF (when tf2_msgs is installed) and, with `publish_clock`, `/clock` so that node
 with `use_sim_time` follow simulated time (faster than real time with
 `real_time_factor` > 1).
 
+Obstacles (coverage with `obstacles`, `sim.obstacles`): the world holds the layout the
+simulator's episode of `seed` draws (start positions first, then the obstacles, as
+`VecEnv.reset(seed)`: `sim.obstacles.obstacles_for_seed`), and with range readings in the
+bundle (`range_rays`) every tick publishes each drone's `scan` (sensor_msgs/LaserScan in its
+body frame) from PyBullet's ray cast, the stand-in for a lidar.
+
 A drone whose commands stop arriving (`cmd_timeout`) hovers: killing its agent leaves
 it holding position while the others fly on. Simulated time starts once every drone's
 agent has a `cmd_vel` publisher (or after `start_timeout`).
@@ -25,6 +31,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Float64MultiArray
 
 from marl_ros.nodes.agent_node import _describe
@@ -32,6 +39,7 @@ from marl_ros.nodes.messages import (
     COMMAND_QOS,
     SENSOR_QOS,
     WORLD_FRAME,
+    make_laserscan,
     make_odometry,
     pack_swarm_state,
     twist_to_setpoint,
@@ -41,6 +49,7 @@ from marl_ros.runtime import default_bundle, load_swarm_config
 from sim import obs as O
 from sim.config import CONTROL_HZ, PursuitConfig
 from sim.drone import VelocityLimits
+from sim.obstacles import obstacles_for_seed
 from sim.physics import PyBulletWorld
 from sim.scenarios import make_scenario
 
@@ -61,7 +70,10 @@ class SimNode(Node):
         p("odom_topic", "odom", ParameterDescriptor(description="per-drone odometry topic"))
         p("cmd_topic", "cmd_vel", ParameterDescriptor(description="per-drone command topic"))
         p("swarm_topic", "/swarm/state", ParameterDescriptor(description="swarm state topic"))
-        p("seed", 0, _describe("seed of the start positions", 0, 2**31 - 1, integer=True))
+        p("scan_topic", "scan", ParameterDescriptor(description="per-drone range scan topic "
+                                                                "(bundles with range readings)"))
+        p("seed", 0, _describe("seed of the start positions (and obstacles)", 0, 2**31 - 1,
+                               integer=True))
         p("real_time_factor", 1.0, _describe("simulated seconds per wall second", 0.05, 50.0))
         p("publish_clock", False, ParameterDescriptor(description="publish /clock for "
                                                                   "use_sim_time nodes"))
@@ -85,9 +97,15 @@ class SimNode(Node):
         self.world = PyBulletWorld(n, limits=VelocityLimits(self.cfg.vxy * top, self.cfg.vz * top,
                                                             self.cfg.yaw_rate),
                                    gui=g("gui").value, seed=g("seed").value)
-        rng = np.random.default_rng(g("seed").value)
-        # The scenario's own start rule (a flock starts as a cluster), as training episodes.
-        self.world.reset(make_scenario(self.cfg, 1).start_positions(rng, 1)[0])
+        self.rays = getattr(self.cfg, "range_rays", 0)
+        if getattr(self.cfg, "obstacles", 0):
+            starts, *layout = obstacles_for_seed(self.cfg, g("seed").value)
+            self.world.reset(starts)
+            self.world.set_obstacles(*layout)
+        else:
+            rng = np.random.default_rng(g("seed").value)
+            # The scenario's own start rule (a flock starts as a cluster), as training episodes.
+            self.world.reset(make_scenario(self.cfg, 1).start_positions(rng, 1)[0])
         self.setpoints = np.zeros((n, 4))
         self.cmd_time = np.full(n, -np.inf)
         self.cmd_timeout = g("cmd_timeout").value
@@ -101,11 +119,16 @@ class SimNode(Node):
 
         self.odom_pubs = []
         self.odom_msgs = [Odometry() for _ in range(n)]  # filled in place every tick
+        self.scan_pubs = []
+        self.scan_msgs = [LaserScan() for _ in range(n)] if self.rays else []
         self.cmd_topics = []
         for i in range(n):
             ns = f"/{self.prefix}{i}"
             self.odom_pubs.append(self.create_publisher(Odometry, f"{ns}/{g('odom_topic').value}",
                                                         SENSOR_QOS))
+            if self.rays:
+                self.scan_pubs.append(self.create_publisher(
+                    LaserScan, f"{ns}/{g('scan_topic').value}", SENSOR_QOS))
             topic = f"{ns}/{g('cmd_topic').value}"
             self.cmd_topics.append(topic)
             self.create_subscription(Twist, topic, lambda msg, i=i: self.on_cmd(i, msg),
@@ -172,6 +195,12 @@ class SimNode(Node):
                                                     self.odom_msgs[i]))
         self.swarm_pub.publish(pack_swarm_state(np.arange(n), state[:, 0:3], state[:, 3:6],
                                                 np.full(n, t)))
+        if self.rays:
+            readings = self.world.range_readings(self.rays, self.cfg.range_max)
+            for i in range(n):
+                self.scan_pubs[i].publish(make_laserscan(readings[i], state[i, 8],
+                                                         self.cfg.range_max, stamp,
+                                                         f"{self.prefix}{i}", self.scan_msgs[i]))
         if self.tf_pub is not None:
             self._publish_tf(state, stamp)
 
