@@ -343,5 +343,22 @@ def test_scripted_baselines_report_obstacle_collisions():
     for f in figures.values():
         assert {"coverage", "obstacle_collisions", "episode_return"} <= set(f)
     assert figures["lawnmower"]["coverage"] > figures["random"]["coverage"] + 0.3
-    with pytest.raises(ValueError, match="steers by the range readings; set range_rays > 0"):
-        evaluate_coverage_baseline("lawnmower_avoid", episodes=1, backend="fast", obstacles=2)
+    with pytest.raises(ValueError, match="controller must be one of lawnmower, random"):
+        evaluate_coverage_baseline("boids", episodes=1, backend="fast")
+
+
+def test_render_and_coverage_png_draw_the_obstacles(tmp_path):
+    from sim.render import save_coverage_png
+
+    env = sim.make_env("coverage", backend="fast", seed=0, render_mode="rgb_array", **OBSTACLES)
+    env.reset(seed=0)
+    centres, half, boxes = env.obstacles
+    assert centres.shape == (4, 2)
+    img = env.render()
+    scale = img.shape[1] / env.cfg.field_size[0]
+    for (cx, cy) in centres:  # each obstacle's centre pixel is grey
+        assert tuple(img[int(img.shape[0] - 1 - cy * scale), int(cx * scale)]) == (120, 120, 120)
+    path = save_coverage_png(tmp_path / "c.png", env.cfg, env.covered_map, env.trajectories, "t",
+                             obstacles=env.obstacles)
+    assert path.stat().st_size > 1000
+    env.close()
