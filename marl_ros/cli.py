@@ -294,6 +294,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         task = (f"coverage {100 * pol['coverage']:.1f}% (min {100 * pol['coverage_min']:.1f}%), "
                 f"random walk {100 * base['coverage']:.1f}%")
+        if "obstacle_collisions" in pol:  # drone-ticks inside an obstacle's margin
+            task += (f"; obstacle collisions/episode {pol['obstacle_collisions']:.2f} (random "
+                     f"walk {base['obstacle_collisions']:.2f})")
     print(f"{report['algorithm']} on {report['scenario']} ({args.backend}, {args.episodes} "
           f"episodes{swarm}): {task}; return {pol['episode_return']:.3f}, "
           f"near-collisions/episode {pol['episode_collisions']:.2f}")

@@ -93,7 +93,8 @@ def record_episode(policy: TrainedPolicy, scenario: str, backend: str, seed: int
             images.append(env.render())
     covered = getattr(env._vec.scenario, "covered", None)
     out = {"cfg": env.cfg, "covered": None if covered is None else covered[0].copy(),
-           "trajectories": env.trajectories, "info": info, "return": total, "frames": images}
+           "trajectories": env.trajectories, "info": info, "return": total, "frames": images,
+           "obstacles": env.obstacles}
     env.close()
     return out
 
@@ -175,7 +176,8 @@ def evaluate_run(run_dir: Any, backend: str = "pybullet", episodes: int = 10, se
         report["coverage_png"] = str(save_coverage_png(
             run / f"coverage_{tag}.png", episode["cfg"], episode["covered"],
             episode["trajectories"],
-            f"{config['algorithm']} ({backend}): {100 * episode['info'].get('coverage', 0):.1f}%"))
+            f"{config['algorithm']} ({backend}): {100 * episode['info'].get('coverage', 0):.1f}%",
+            obstacles=episode["obstacles"]))
     if gif:
         from PIL import Image
 

@@ -90,7 +90,16 @@ class DroneSwarmEnv(ParallelEnv):
         return render_top_down(self.cfg, self._vec.positions[0],
                                covered=None if covered is None else covered[0],
                                landmarks=None if landmarks is None else landmarks[0],
-                               trails=np.array(self._trails))
+                               trails=np.array(self._trails), obstacles=self.obstacles)
+
+    @property
+    def obstacles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """This episode's obstacle layout (centres (O, 2), half sizes (O, 2), box flags (O,),
+        sim.obstacles), or None without obstacles."""
+        if not getattr(self.cfg, "obstacles", 0):
+            return None
+        scen = self._vec.scenario
+        return scen.centres[0].copy(), scen.half_sizes[0].copy(), scen.boxes[0].copy()
 
     @property
     def positions(self) -> np.ndarray:

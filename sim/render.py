@@ -28,8 +28,10 @@ def _disc(img: np.ndarray, cx: float, cy: float, radius: float, colour: np.ndarr
 
 def render_top_down(cfg: SwarmConfig, positions: np.ndarray, covered: np.ndarray | None = None,
                     landmarks: np.ndarray | None = None,
-                    trails: np.ndarray | None = None) -> np.ndarray:
-    """RGB uint8 image (PIXELS x PIXELS), north up: covered cells light, uncovered dark."""
+                    trails: np.ndarray | None = None,
+                    obstacles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """RGB uint8 image (PIXELS x PIXELS), north up: covered cells light, uncovered dark,
+    obstacles (a layout of sim.obstacles: centres, half sizes, box flags) grey."""
     fx, fy = cfg.field_size
     scale = PIXELS / max(fx, fy)
     h, w = int(round(fy * scale)), int(round(fx * scale))
@@ -39,6 +41,14 @@ def render_top_down(cfg: SwarmConfig, positions: np.ndarray, covered: np.ndarray
         rows = np.minimum((np.arange(h)[::-1] / scale / cfg.cell_size).astype(int), cfg.height - 1)
         cols = np.minimum((np.arange(w) / scale / cfg.cell_size).astype(int), cfg.width - 1)
         img[cells[rows][:, cols]] = (200, 220, 200)
+    if obstacles is not None and len(obstacles[0]):
+        from sim.obstacles import obstacle_clearances
+
+        xs = (np.arange(w) + 0.5) / scale
+        ys = (h - 0.5 - np.arange(h)) / scale
+        grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).reshape(-1, 2)
+        inside = (obstacle_clearances(grid, *obstacles) <= 0.0).any(-1).reshape(h, w)
+        img[inside] = (120, 120, 120)
 
     def to_px(p: np.ndarray) -> tuple[float, float]:
         return p[0] * scale, h - 1 - p[1] * scale
@@ -57,8 +67,9 @@ def render_top_down(cfg: SwarmConfig, positions: np.ndarray, covered: np.ndarray
 
 
 def save_coverage_png(path: str | Path, cfg: CoverageConfig, covered: np.ndarray,
-                      trajectories: np.ndarray, title: str) -> Path:
-    """Coverage map with each drone's trajectory, written as a PNG report."""
+                      trajectories: np.ndarray, title: str,
+                      obstacles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Path:
+    """Coverage map with each drone's trajectory (and the obstacles, grey), as a PNG report."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,6 +81,14 @@ def save_coverage_png(path: str | Path, cfg: CoverageConfig, covered: np.ndarray
     fig, ax = plt.subplots(figsize=(6, 6))
     cells = (O.belief_interior(covered, cfg) == O.COVERED).astype(float)
     ax.imshow(cells, origin="lower", extent=(0, fx, 0, fy), cmap="Greens", vmin=-0.3, vmax=1.3)
+    if obstacles is not None:
+        from matplotlib.patches import Circle, Rectangle
+
+        for (cx, cy), (hx, hy), box in zip(*obstacles, strict=True):
+            shape = (Rectangle((cx - hx, cy - hy), 2 * hx, 2 * hy) if box
+                     else Circle((cx, cy), hx))
+            shape.set(facecolor="0.45", edgecolor="0.2", alpha=0.8)
+            ax.add_patch(shape)
     for i in range(trajectories.shape[1]):
         xy = trajectories[:, i, :2]
         colour = COLOURS[i % len(COLOURS)] / 255.0

@@ -197,7 +197,8 @@ class CoverageScenario(Scenario):
     def task_shares(self, pos: np.ndarray) -> np.ndarray:
         """Each drone's share of the coverage reward the step at `pos` is about to score, (E, N):
         the cells still to cover under its footprint, a cell under k footprints counting 1/k,
-        over the field's cells (call before `progress`). The drones' sum is the reward."""
+        over the field's cells, minus obstacle_penalty if it is in an obstacle collision (call
+        before `progress`). The drones' sum is the reward."""
         cfg = self.cfg
         e = pos.shape[0]
         ix, iy = O.position_to_cell(pos, cfg)

@@ -55,65 +55,8 @@ class LawnmowerPilot:
         return np.clip(out, -1.0, 1.0)
 
 
-# -- coverage with obstacles ---------------------------------------------------------------------
-AVOID_DISTANCE = 0.35
-"""Clearance (m) between the drone's centre and an obstacle's surface that the avoiding pilot
-keeps in the direction of each ray: its speed towards a ray is capped to AVOID_RATE x the gap
-beyond it."""
-
-AVOID_RATE = 1.5
-"""1/s: the avoiding pilot approaches an obstacle no faster than this times the gap left (a
-time constant of 0.7 s, slow enough for the drone's lag and tilt-limited braking)."""
-
-
-def avoid_obstacles(actions: np.ndarray, ranges: np.ndarray, cfg: CoverageConfig,
-                    distance: float = AVOID_DISTANCE) -> np.ndarray:
-    """Continuous actions (..., 4) made to keep clear of what the range readings (..., R)
-    see: along every ray, the horizontal command's part towards it is capped to AVOID_RATE x
-    the gap beyond `distance` (m/s over vxy), and what the cap takes away is given back as a sidestep to the ray's left,
-    so a drone slides around an obstacle instead of stopping at it."""
-    from sim.obstacles import ray_angles
-
-    angles = ray_angles(cfg.range_rays)
-    towards = np.stack([np.cos(angles), np.sin(angles)], axis=-1)  # (R, 2)
-    left = np.stack([-towards[:, 1], towards[:, 0]], axis=-1)
-    # the fastest approach along each ray, in action units (1 = vxy)
-    allowed = np.maximum(np.asarray(ranges) - distance, 0.0) * AVOID_RATE / cfg.vxy
-    out = np.array(actions, dtype=np.float64, copy=True)
-    v = out[..., :2]
-    for k in range(len(angles)):
-        excess = np.maximum((v * towards[k]).sum(-1, keepdims=True) - allowed[..., k:k + 1], 0.0)
-        v -= excess * towards[k]
-        v += excess * left[k]
-    out[..., :2] = v
-    return np.clip(out, -1.0, 1.0)
-
-
-class AvoidingLawnmowerPilot(LawnmowerPilot):
-    """The lawnmower sweep flown through `avoid_obstacles` on the range readings; a waypoint
-    it cannot reach because an obstacle stands on it is skipped once the drone is near it."""
-
-    def actions(self, positions: np.ndarray, ranges: np.ndarray | None = None) -> np.ndarray:
-        """Continuous actions (N, 4) for the positions (N, 3) and range readings (N, R)."""
-        if ranges is None:
-            raise ValueError("the avoiding lawnmower needs the drones' range readings (N, R); "
-                             "set range_rays > 0.")
-        from sim.obstacles import ray_angles
-
-        angles = ray_angles(self.cfg.range_rays)
-        for i, wps in enumerate(self.waypoints):
-            if self.next[i] >= len(wps):
-                continue
-            offset = wps[self.next[i]] - positions[i, :2]
-            gap = float(np.linalg.norm(offset))
-            heading = np.arctan2(offset[1], offset[0])
-            ray = int(np.argmin(np.abs(np.angle(np.exp(1j * (angles - heading))))))
-            if gap < 0.5 and ranges[i, ray] < gap:  # the waypoint lies behind an obstacle
-                self.next[i] += 1
-        return avoid_obstacles(super().actions(positions), ranges, self.cfg)
-
-
-COVERAGE_BASELINES = ("lawnmower", "lawnmower_avoid", "random")
+# -- coverage (with or without obstacles) -------------------------------------------------------
+COVERAGE_BASELINES = ("lawnmower", "random")
 
 
 def evaluate_coverage_baseline(controller: str = "lawnmower", episodes: int = 10,
@@ -121,24 +64,18 @@ def evaluate_coverage_baseline(controller: str = "lawnmower", episodes: int = 10
                                **params) -> dict[str, float]:
     """Mean end-of-episode figures of a scripted coverage baseline over `episodes` episodes
     run at once (each env's first episode), on the episodes and figures of `marl-ros eval`:
-    "lawnmower" (`LawnmowerPilot`, blind to obstacles), "lawnmower_avoid"
-    (`AvoidingLawnmowerPilot`, steering by the range readings: needs range_rays > 0) or
-    "random" (`random_walk_actions`). The pilots read the true positions."""
+    "lawnmower" (`LawnmowerPilot`: knows the field, flies its lanes through any obstacle) or
+    "random" (`random_walk_actions`, the floor). The lawnmower reads the true positions."""
     import sim
 
     if controller not in COVERAGE_BASELINES:
         raise ValueError(f"controller must be one of {', '.join(COVERAGE_BASELINES)} "
                          f"(got {controller!r}).")
     venv = sim.make_vec_env("coverage", episodes, backend=backend, seed=seed, **params)
-    if controller == "lawnmower_avoid" and not venv.cfg.range_rays:
-        venv.close()
-        raise ValueError("controller 'lawnmower_avoid' steers by the range readings; set "
-                         "range_rays > 0.")
     rng = np.random.default_rng(seed)
     _, metrics = venv.reset(seed=seed)
     shape = (venv.num_envs, venv.num_agents)
-    pilot = AvoidingLawnmowerPilot if controller == "lawnmower_avoid" else LawnmowerPilot
-    pilots = [pilot(venv.cfg, venv.positions[e]) for e in range(venv.num_envs)]
+    pilots = [LawnmowerPilot(venv.cfg, venv.positions[e]) for e in range(venv.num_envs)]
     keys = ("coverage", *(k for k in metrics if k != "coverage"), "episode_return",
             "episode_length", "episode_collisions")
     figures = {k: np.zeros(episodes) for k in keys}
@@ -148,11 +85,8 @@ def evaluate_coverage_baseline(controller: str = "lawnmower", episodes: int = 10
             pos = venv.positions
             if controller == "random":
                 actions = random_walk_actions(venv.cfg, rng, shape)
-            elif controller == "lawnmower":
-                actions = np.stack([p.actions(pos[e]) for e, p in enumerate(pilots)])
             else:
-                ranges = venv.range_readings()
-                actions = np.stack([p.actions(pos[e], ranges[e]) for e, p in enumerate(pilots)])
+                actions = np.stack([p.actions(pos[e]) for e, p in enumerate(pilots)])
             *_, infos = venv.step(actions)
             first = infos["done"] & ~finished
             if first.any():
@@ -356,6 +290,5 @@ def pursuit_actions(cfg: PursuitConfig, positions: np.ndarray,
     return np.concatenate(parts, axis=len(lead))
 
 
-__all__ = ["AVOID_DISTANCE", "AVOID_RATE", "AvoidingLawnmowerPilot", "COVERAGE_BASELINES", "LawnmowerPilot",
-           "avoid_obstacles", "chase_actions", "evaluate_coverage_baseline", "flee_actions", "pursuit_actions",
+__all__ = ["COVERAGE_BASELINES", "LawnmowerPilot", "chase_actions", "evaluate_coverage_baseline", "flee_actions", "pursuit_actions",
            "random_walk_actions"]
