@@ -84,11 +84,21 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     else:
         scenario = env_fn if isinstance(env_fn, str) else None
         resolved = resolve_config(algo, scenario, config, overrides, seed=seed)
-    trainer = family_trainer(resolved["algorithm"])(resolved, env_fn, out_dir, resume=resume)
+    trainer = run_trainer(resolved)(resolved, env_fn, out_dir, resume=resume)
     try:
         return trainer.train(total_steps)
     finally:  # env worker processes and physics servers end with the training
         trainer.env.close()
+
+
+def run_trainer(resolved: dict[str, Any]) -> type:
+    """The trainer of a resolved config: `policies.teams.TeamTrainer` when it names teams
+    (`trainer.teams`, one on-policy algorithm per team), else its algorithm's family's."""
+    if resolved["trainer"].get("teams"):
+        from policies.teams import TeamTrainer
+
+        return TeamTrainer
+    return family_trainer(resolved["algorithm"])
 
 
 def family_trainer(algo: str) -> type:
@@ -125,4 +135,4 @@ def check_total_steps(total_steps: Any) -> None:
 
 __all__ = ["ALGORITHM_NAMES", "GAME_ALGORITHM_NAMES", "MEAN_FIELD_ALGORITHM_NAMES", "OFF_POLICY_ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES",
            "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
-           "family_trainer", "load", "train"]
+           "family_trainer", "load", "run_trainer", "train"]
