@@ -24,6 +24,11 @@ Q, WoLF-PHC, Team-Q; tabular or linear, mixed strategies; see `policies.games`).
   `policies.matrix_game`, its payoff table from the config's `env` section. Heterogeneous
   agents need `algo.share_params: false` (the default of every algorithm but MAPPO).
 
+Teams (a game between sides, e.g. pursuit's pursuers and evaders): `trainer.teams` gives each
+team its own on-policy algorithm, normalisers and buffer in the one loop, with self-play
+against the other teams' current or past policies (`policies.teams`); it returns a
+`policies.teams.TeamPolicies`, one policy per team.
+
 The episodic family pads episodes to one length: `algo.episode_limit`, else what the env
 declares (`max_steps`, `max_cycles`, `max_episode_steps`, `spec.max_episode_steps`), else
 it grows the padded length from the episodes it sees (see `policies.value.trainer`).
