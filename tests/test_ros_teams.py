@@ -38,16 +38,17 @@ def fly(out: Path, seed: int, *extra: str) -> tuple[str, dict]:
                              DOMAIN_ID, timeout=150)
 
 
-@pytest.mark.slow  # one whole graph of 3 agent nodes, ~20 s
+@pytest.mark.slow  # three whole graphs of 3 agent nodes, ~15 s
 def test_the_shipped_deep_team_bundles_play_pursuit_over_ros(tmp_path):
     """The learned pursuers (one bundle for drone_0 and drone_1) against the learned evader
-    (drone_2's bundle): the monitor reports the capture of drone_2 before the mission's 100
-    steps end, and the capture ends the mission (the pursuers caught this evader in every one
-    of 20 PyBullet episodes, README "Teams and self-play")."""
-    stdout, report = fly(tmp_path / "teams", 0, "--team-policies",
-                         f"pursuers={PURSUERS},evaders={EVADER}")
-    assert report["scenario"] == "pursuit" and report["complete"], report
-    assert report["capture"] == 1.0 and report["captured_evaders"] == [2], report
-    assert 1 <= report["capture_time_steps"] < 100, report
-    assert report["steps"] == report["capture_time_steps"]  # the capture ended the mission
-    assert "captured 1 evader(s)" in stdout
+    (drone_2's bundle), seeds 0-2: each time the monitor reports the capture of drone_2 before
+    the mission's 100 steps end, and the capture ends the mission (the pursuers caught this
+    evader in all 20 PyBullet episodes, README "Teams and self-play")."""
+    for seed in range(3):
+        stdout, report = fly(tmp_path / f"seed{seed}", seed, "--team-policies",
+                             f"pursuers={PURSUERS},evaders={EVADER}")
+        assert report["scenario"] == "pursuit" and report["complete"], report
+        assert report["capture"] == 1.0 and report["captured_evaders"] == [2], report
+        assert 1 <= report["capture_time_steps"] < 100, report
+        assert report["steps"] == report["capture_time_steps"]  # the capture ended the mission
+        assert "captured 1 evader(s)" in stdout
