@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ros_support import ros_domain, run_swarm_command, skip_module_without_ros
 from ros_support import domain_id as _domain_id
+from ros_support import ros_domain, run_swarm_command, skip_module_without_ros
 
 ROS_IMPORT_FAILURES = skip_module_without_ros()
 
