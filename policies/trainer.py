@@ -11,6 +11,8 @@ A family (`policies/<family>/trainer.py`) subclasses `Trainer` and supplies its 
   collect()                fill the buffer (a rollout, whole episodes), advance `global_step`
                            by the env steps taken; returns finished-episode means
   update_step()            the gradient step(s) of one iteration; returns losses to log
+  progress_fields()        the finished-episode figures progress.csv records (default: return,
+                           length, coverage; teams add capture and each team's return)
   checkpoint_fields()      what the checkpoint holds beyond the shared fields (the replay
   load_checkpoint_fields() buffer), and restoring it
   policy()                 the exported decentralised policy
