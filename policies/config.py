@@ -225,6 +225,7 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
     if algo_file.exists():
         resolved = merge(resolved, {k: v for k, v in read_yaml(algo_file).items() if k in SECTIONS})
     from sim import SCENARIOS
+    from sim.config import SwarmConfig
 
     if scenario in SCENARIOS:
         resolved = merge(resolved, read_yaml(CONFIG_DIR / "swarm.yaml").get(algorithm, {}) or {})
@@ -252,7 +253,8 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
         from policies.teams import resolve_teams
 
         resolved["trainer"]["teams"] = resolve_teams(resolved)
-    elif check_teams and scenario in SCENARIOS and algorithm not in GAME_ALGORITHMS:
+    elif (check_teams and scenario in SCENARIOS and algorithm not in GAME_ALGORITHMS
+          and SCENARIOS[scenario].teams is not SwarmConfig.teams):  # a world that may have teams
         from sim.config import make_config
 
         teams = list(make_config(scenario, **resolved["env"]).teams)
