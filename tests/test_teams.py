@@ -297,3 +297,19 @@ def test_both_teams_learn_clearly_above_the_random_walk_in_2v1_pursuit(seed):
     random_vs_learned = matchup("random", "policy")
     assert random_vs_learned["capture_time"] >= 1.3 * random_vs_random["capture_time"], (
         random_vs_learned, random_vs_random)
+
+
+def test_the_shipped_team_bundles_serve_their_teams_of_the_2v1_game():
+    """policies/zoo/pursuit_pursuers_2v1 and pursuit_evader_2v1 (README "Teams and self-play"):
+    each declares its team and drone ids, and `team_policies` accepts the pair for 3 drones."""
+    from pathlib import Path
+
+    from marl_ros.graph import _team_bundles
+    from marl_ros.runtime import read_bundle_metadata
+
+    zoo = Path(__file__).resolve().parent.parent / "policies" / "zoo"
+    pursuers, evader = zoo / "pursuit_pursuers_2v1", zoo / "pursuit_evader_2v1"
+    assert read_bundle_metadata(pursuers)["team"] == {"name": "pursuers", "drones": [0, 1]}
+    assert read_bundle_metadata(evader)["team"] == {"name": "evaders", "drones": [2]}
+    _, drones = _team_bundles(f"pursuers={pursuers},evaders={evader}", None, "pursuit", 3)
+    assert drones == [str(pursuers), str(pursuers), str(evader)]
