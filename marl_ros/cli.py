@@ -100,6 +100,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         config = yaml.safe_load((run / "config.yaml").read_text())
     command = args.command_line or " ".join(["marl-ros export", *sys.argv[2:]])
+    from policies.teams import TeamPolicies
+
+    if isinstance(policy, TeamPolicies):  # one bundle per team: OUT/<team>, or --team's at OUT
+        names = [args.team] if args.team else list(policy.teams)
+        if args.team and args.team not in policy.teams:
+            raise ValueError(f"{run} has the teams {', '.join(policy.teams)}, not {args.team!r}; "
+                             "pass one of those to --team.")
+        for name in names:
+            out = Path(args.out) if args.team else Path(args.out) / name
+            export_bundle(policy.teams[name], out, evaluation=evaluation, config=config,
+                          command=command)
+            if args.with_torch:
+                policy.teams[name].save(out / "policy.pt")
+            loaded = OnnxPolicy.load(out)
+            print(f"exported the {name} ({', '.join(loaded.agents)}) of {source} -> {out} "
+                  f"({len(set(loaded.meta['models'].values()))} ONNX model(s))")
+        return 0
+    if args.team:
+        raise ValueError(f"--team belongs to runs that trained teams (trainer.teams); {run} holds "
+                         "one policy: drop --team.")
     out = export_bundle(policy, args.out, evaluation=evaluation, config=config, command=command)
     if args.with_torch:
         policy.save(out / "policy.pt")  # for benchmarks and fine-tuning; robots never load it
@@ -256,9 +276,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       f"({sweep['unit']}; last passing value: {before})")
         print(f"wrote {', '.join(report['files'].values())} in {report['wall_s']:.0f} s")
         return 0
-    if args.opponent is not None and not _trains_a_named_game(target):
-        raise ValueError("--opponent belongs to runs of the game-theoretic family on pursuit; drop "
-                         "it for this run.")
+    from policies.evaluation import is_team_run
+
+    if args.opponent is not None and not (_trains_a_named_game(target) or is_team_run(target)):
+        raise ValueError("--opponent belongs to runs on pursuit (the game-theoretic family, or "
+                         "teams); drop it for this run.")
     extra = [flag for flag, used in (("--sweeps", args.sweeps), ("--out", args.out),
                                      ("--mission-steps", args.mission_steps)) if used]
     if extra:
@@ -275,6 +297,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     if _trains_a_named_game(target):
         return eval_game_run(args)
+    if is_team_run(target):
+        return eval_team_run(args)
     report = evaluate_run(args.run, backend=args.backend, episodes=args.episodes, seed=args.seed,
                           gif=args.gif, num_drones=args.num_drones)
     pol, base = report["policy"], report["random_walk"]
@@ -311,6 +335,26 @@ def _trains_a_named_game(run: Path) -> bool:
 
     return ((run / "config.yaml").is_file()
             and read_yaml(run / "config.yaml").get("algorithm") in GAME_ALGORITHM_NAMES)
+
+
+def eval_team_run(args: argparse.Namespace) -> int:
+    """A team run on pursuit: capture rate and time of its sides against scripted, random and
+    learned opponents (`policies.evaluation.evaluate_team_run`)."""
+    from policies.evaluation import evaluate_team_run
+
+    if args.gif or args.num_drones is not None:
+        raise ValueError("--gif and --num-drones belong to single-policy runs; drop them for a "
+                         "team run.")
+    report = evaluate_team_run(args.run, backend=args.backend, episodes=args.episodes,
+                               seed=args.seed, opponent=args.opponent)
+    teams = ", ".join(f"{k} {v}" for k, v in report["teams"].items())
+    print(f"teams ({teams}) on pursuit ({args.backend}, {args.episodes} episodes per matchup; "
+          "pursuers vs evaders, policy = the learned team, most probable actions):")
+    for name, row in report["matchups"].items():
+        print(f"  {name:>18}: capture rate {100 * row['capture_rate']:5.1f}%, mean capture "
+              f"time {row['capture_time']:.1f} steps")
+    print(f"wrote {report['json']}")
+    return 0
 
 
 def eval_game_run(args: argparse.Namespace) -> int:
@@ -658,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="bundle folder to write")
     export.add_argument("--with-torch", action="store_true",
                         help="also copy policy.pt into the bundle (for bench infer, fine-tuning)")
+    export.add_argument("--team", default=None,
+                        help="a team run (trainer.teams): write only this team's bundle at --out "
+                             "(default: one bundle per team, --out/<team>)")
     export.add_argument("--command-line", default=None,
                         help="training command to record in the provenance")
     export.set_defaults(func=cmd_export)

@@ -130,13 +130,8 @@ def check_swarm_arguments(num_drones: int, rate: float, namespace_prefix: str,
 
 def scenario_teams(cfg: Any) -> dict[str, list[int]]:
     """A scenario's teams and their drone indices, in team order; {} for a scenario without
-    teams. Pursuit: pursuers 0..P-1, evaders P..N-1 (`sim.config.PursuitConfig`)."""
-    from sim.config import PursuitConfig
-
-    if isinstance(cfg, PursuitConfig):
-        p, n = cfg.num_pursuers, cfg.num_drones
-        return {"pursuers": list(range(p)), "evaders": list(range(p, n))}
-    return {}
+    teams (`sim.config.SwarmConfig.teams`; pursuit: pursuers 0..P-1, evaders P..N-1)."""
+    return dict(cfg.teams)
 
 
 def team_names(scenario: str) -> list[str]:

@@ -342,13 +342,15 @@ def flies_any_drone_count(meta: dict[str, Any]) -> bool:
 
 def check_drone_count(meta: dict[str, Any], num_drones: int, bundle: str | Path) -> None:
     """A bundle with a model per agent (separate parameters, or a shared actor told its agent
-    id) flies exactly the swarm it was trained with."""
-    if flies_any_drone_count(meta) or num_drones == len(meta["agents"]):
+    id) flies exactly the swarm it was trained with; a team's bundle (`team`, from a team run)
+    holds its team's drones of that swarm."""
+    trained = (meta.get("scenario") or {}).get("num_drones") if "team" in meta else len(meta["agents"])
+    if flies_any_drone_count(meta) or num_drones == trained:
         return
     algorithm = (meta.get("provenance") or {}).get("algorithm", "its algorithm")
-    raise BundleError(f"{bundle} holds one policy per drone for {len(meta['agents'])} drones "
-                      f"(trained by {algorithm}), so it flies exactly {len(meta['agents'])} "
-                      f"drones, not {num_drones}; fly {len(meta['agents'])} or train a shared "
+    raise BundleError(f"{bundle} holds one policy per drone for {trained} drones "
+                      f"(trained by {algorithm}), so it flies exactly {trained} "
+                      f"drones, not {num_drones}; fly {trained} or train a shared "
                       "policy without agent ids (the swarm default: `marl-ros train --algo "
                       "mappo`).")
 

@@ -24,6 +24,11 @@ Q, WoLF-PHC, Team-Q; tabular or linear, mixed strategies; see `policies.games`).
   `policies.matrix_game`, its payoff table from the config's `env` section. Heterogeneous
   agents need `algo.share_params: false` (the default of every algorithm but MAPPO).
 
+Teams (a game between sides, e.g. pursuit's pursuers and evaders): `trainer.teams` gives each
+team its own on-policy algorithm, normalisers and buffer in the one loop, with self-play
+against the other teams' current or past policies (`policies.teams`); it returns a
+`policies.teams.TeamPolicies`, one policy per team.
+
 The episodic family pads episodes to one length: `algo.episode_limit`, else what the env
 declares (`max_steps`, `max_cycles`, `max_episode_steps`, `spec.max_episode_steps`), else
 it grows the padded length from the episodes it sees (see `policies.value.trainer`).
@@ -84,11 +89,21 @@ def train(algo: str, env_fn: str | Callable[[], Any], total_steps: int, *, seed:
     else:
         scenario = env_fn if isinstance(env_fn, str) else None
         resolved = resolve_config(algo, scenario, config, overrides, seed=seed)
-    trainer = family_trainer(resolved["algorithm"])(resolved, env_fn, out_dir, resume=resume)
+    trainer = run_trainer(resolved)(resolved, env_fn, out_dir, resume=resume)
     try:
         return trainer.train(total_steps)
     finally:  # env worker processes and physics servers end with the training
         trainer.env.close()
+
+
+def run_trainer(resolved: dict[str, Any]) -> type:
+    """The trainer of a resolved config: `policies.teams.TeamTrainer` when it names teams
+    (`trainer.teams`, one on-policy algorithm per team), else its algorithm's family's."""
+    if resolved["trainer"].get("teams"):
+        from policies.teams import TeamTrainer
+
+        return TeamTrainer
+    return family_trainer(resolved["algorithm"])
 
 
 def family_trainer(algo: str) -> type:
@@ -125,4 +140,4 @@ def check_total_steps(total_steps: Any) -> None:
 
 __all__ = ["ALGORITHM_NAMES", "GAME_ALGORITHM_NAMES", "MEAN_FIELD_ALGORITHM_NAMES", "OFF_POLICY_ALGORITHM_NAMES", "ON_POLICY_ALGORITHM_NAMES",
            "VALUE_ALGORITHM_NAMES", "TrainedPolicy",
-           "family_trainer", "load", "train"]
+           "family_trainer", "load", "run_trainer", "train"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -60,6 +60,15 @@ class TrainerConfig:
     # instance; an address (e.g. ray://head:10001 or auto) joins a running cluster.
     workers: int = 0
     ray_address: str = ""
+    # Teams (a game between sides, e.g. pursuit's pursuers and evaders; `policies.teams`):
+    # team name -> {algo: <on-policy algorithm>, agents: [...] (optional), <algo key>: value}.
+    # Empty: one policy for every agent. opponents: "current" (every team learns against the
+    # others' current policies) or "past" (each team learns on its share of the envs against
+    # snapshots of the others, saved every snapshot_every iterations, pool_size per team).
+    teams: dict = field(default_factory=dict)
+    opponents: str = "current"
+    snapshot_every: int = 10
+    pool_size: int = 5
 
     def validate(self) -> None:
         minutes = self.max_minutes
@@ -84,6 +93,15 @@ class TrainerConfig:
         if self.workers and self.env_workers:
             raise ValueError("trainer.workers (Ray rollout workers) and trainer.env_workers (local "
                              "env processes) do not combine; set one of them to 0.")
+        if self.opponents not in ("current", "past"):
+            raise ValueError(f"trainer.opponents must be current or past (got {self.opponents!r}).")
+        if self.snapshot_every < 1 or self.pool_size < 1:
+            raise ValueError(f"trainer.snapshot_every and trainer.pool_size must be >= 1 (got "
+                             f"{self.snapshot_every}, {self.pool_size}).")
+        if not isinstance(self.teams, dict):
+            raise ValueError(f"trainer.teams must map team names to their settings, e.g. "
+                             f"{{pursuers: {{algo: mappo}}, evaders: {{algo: happo}}}} (got "
+                             f"{self.teams!r}).")
         if self.backend not in ("fast", "pybullet"):
             raise ValueError(f"trainer.backend must be fast or pybullet (got {self.backend!r}).")
 
@@ -180,8 +198,11 @@ def parse_overrides(items: list[str], known: dict[str, set[str]]) -> dict[str, A
 
 
 def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] | str | Path | None,
-                   overrides: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
-    """The complete config for a run (see the module docstring for the order)."""
+                   overrides: list[str] | None = None, seed: int = 0,
+                   check_teams: bool = True) -> dict[str, Any]:
+    """The complete config for a run (see the module docstring for the order). check_teams:
+    refuse one policy for every agent of a world with teams (`policies.teams` resolves a
+    team's defaults with False)."""
     from policies.games import GAME_ALGORITHMS
     from policies.meanfield import MEANFIELD_ALGORITHMS
     from policies.offpolicy import OFFPOLICY_ALGORITHMS
@@ -204,6 +225,7 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
     if algo_file.exists():
         resolved = merge(resolved, {k: v for k, v in read_yaml(algo_file).items() if k in SECTIONS})
     from sim import SCENARIOS
+    from sim.config import SwarmConfig
 
     if scenario in SCENARIOS:
         resolved = merge(resolved, read_yaml(CONFIG_DIR / "swarm.yaml").get(algorithm, {}) or {})
@@ -227,6 +249,21 @@ def resolve_config(algorithm: str, scenario: str | None, config: dict[str, Any] 
     # Validate now, so a typo fails before any environment is built; store typed values.
     resolved["trainer"] = dataclasses.asdict(trainer_config(resolved["trainer"]))
     resolved["algo"] = algo_cls.from_dict(resolved["algo"]).to_dict()
+    if resolved["trainer"]["teams"]:
+        from policies.teams import resolve_teams
+
+        resolved["trainer"]["teams"] = resolve_teams(resolved)
+    elif (check_teams and scenario in SCENARIOS and algorithm not in GAME_ALGORITHMS
+          and SCENARIOS[scenario].teams is not SwarmConfig.teams):  # a world that may have teams
+        from sim.config import make_config
+
+        teams = list(make_config(scenario, **resolved["env"]).teams)
+        if teams:  # the mean of opposite rewards teaches every drone one side's goal
+            raise ValueError(f"{scenario} is a game between the teams {' and '.join(teams)}, whose "
+                             f"rewards are opposite, so one {algorithm} policy for every drone "
+                             "would learn their mean; train one policy per team with "
+                             f"trainer.teams='{{{teams[0]}: {{}}, {teams[1]}: {{}}}}' (see "
+                             "policies.teams).")
     return resolved
 
 

@@ -87,6 +87,25 @@ class EnvSpec:
             a == first_a for a in self.action_spaces)
 
 
+def declared_teams(env: Any, agents: list[str]) -> dict[str, list[int]]:
+    """The teams a user's ParallelEnv declares: an attribute `teams` mapping each team's name to
+    its agents' names (e.g. {"pursuers": ["p0", "p1"], "evaders": ["e0"]}), as agent indices;
+    {} when it declares none (`trainer.teams` may then name each team's `agents`)."""
+    teams = getattr(env, "teams", None) or getattr(getattr(env, "unwrapped", None), "teams", None)
+    if not teams:
+        return {}
+    if not isinstance(teams, dict):
+        raise TypeError(f"env.teams must map team names to lists of agent names (got {teams!r}).")
+    out: dict[str, list[int]] = {}
+    for name, members in teams.items():
+        unknown = [a for a in members if a not in agents]
+        if unknown:
+            raise ValueError(f"env.teams puts {unknown[0]!r} in team {name!r}, but the env's "
+                             f"agents are {', '.join(agents)}; list agents of possible_agents.")
+        out[str(name)] = [agents.index(a) for a in members]
+    return out
+
+
 def to_env_action(space: spaces.Space, action: np.ndarray) -> Any:
     """A stored action row (A_max,) -> what `space` accepts (clipped Box / int index)."""
     if isinstance(space, spaces.Discrete):
@@ -108,6 +127,7 @@ class SimVecEnv:
                             action_spaces=[venv.action_space] * n,
                             state_size=int(venv.state_space.shape[0]), num_envs=venv.num_envs)
         self.discrete = isinstance(venv.action_space, spaces.Discrete)
+        self.teams = dict(venv.cfg.teams)  # team -> agent indices ({} for a cooperative world)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         obs, _ = self.venv.reset(seed=seed)
@@ -154,6 +174,7 @@ class ParallelEnvBatch:
         self.spec = EnvSpec(agents=self.agents, observation_spaces=obs_spaces,
                             action_spaces=act_spaces, state_size=state_size, num_envs=num_envs)
         self._obs = np.zeros((num_envs, len(self.agents), self.obs_size), np.float32)
+        self.teams = declared_teams(env, self.agents)
 
     @staticmethod
     def _try_state(env: Any) -> np.ndarray | None:
@@ -304,6 +325,7 @@ class SubprocessEnvBatch:
         probe = ParallelEnvBatch(env_fn, 1)
         self.first_env = probe.envs[0]
         self.agents, self.obs_size = probe.agents, probe.obs_size
+        self.teams = probe.teams
         self.spec = dataclasses.replace(probe.spec, num_envs=num_envs)
         self.num_envs = num_envs
         self.rng = np.random.default_rng()

@@ -189,3 +189,51 @@ def evaluate_run(run_dir: Any, backend: str = "pybullet", episodes: int = 10, se
     out.write_text(json.dumps(report, indent=2))
     report["json"] = str(out)
     return report
+
+
+def is_team_run(run_dir: Any) -> bool:
+    """A run that trained one policy per team (`trainer.teams`, `policies.teams`)."""
+    from pathlib import Path
+
+    from policies.config import read_yaml
+
+    config = Path(run_dir) / "config.yaml"
+    return config.is_file() and bool((read_yaml(config).get("trainer") or {}).get("teams"))
+
+
+def evaluate_team_run(run_dir: Any, backend: str = "pybullet", episodes: int = 20,
+                      seed: int = 0, opponent: Any = None) -> dict[str, Any]:
+    """A team run on pursuit: its learned pursuers and evaders (most probable actions) against
+    scripted, random-walk and learned opponents, beside the scripted and random baselines of
+    the same matchups (`policies.games.evaluation.evaluate_pursuit`: capture rate and mean
+    time to the first capture, policy steps); `opponent`: another team run whose sides play
+    this one's. Writes `eval_<backend>.json` in the run folder."""
+    import json
+    from pathlib import Path
+
+    from policies.config import read_yaml
+    from policies.games.evaluation import evaluate_pursuit
+    from policies.policy import load
+
+    run = Path(run_dir)
+    config = read_yaml(run / "config.yaml")
+    if config.get("scenario") != "pursuit":
+        raise ValueError(f"{run} trained teams on {config.get('scenario') or 'a user environment'}; "
+                         "marl-ros eval measures team runs on pursuit only. Evaluate it with "
+                         "policies.load(...).act(...) in your own loop.")
+    policy = load(run / "policy.pt")
+    report: dict[str, Any] = {
+        "run": str(run), "algorithm": "teams", "scenario": "pursuit", "backend": backend,
+        "teams": {name: p.metadata.get("algorithm") for name, p in policy.teams.items()},
+        "opponents": config["trainer"].get("opponents"), "episodes": episodes, "seed": seed,
+        "trained_env_steps": policy.metadata.get("global_step")}
+    rival = None
+    if opponent is not None:
+        rival = load(Path(opponent) / "policy.pt" if Path(opponent).is_dir() else opponent)
+        report["opponent"] = str(opponent)
+    report["matchups"] = evaluate_pursuit(policy, policy.metadata["env_config"], episodes, backend,
+                                          seed, opponent=rival, deterministic=True)
+    out = run / f"eval_{backend}.json"
+    out.write_text(json.dumps(report, indent=2))
+    report["json"] = str(out)
+    return report

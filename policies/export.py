@@ -373,6 +373,9 @@ def export_bundle(policy: Any, out_dir: str | Path, *, evaluation: dict | None =
             "torch": str(torch.__version__),
         },
     }
+    if "team" in policy.metadata:  # one team's policy of a team run (`policies.teams`)
+        meta["team"] = {"name": policy.metadata["team"],
+                        "drones": [int(i) for i in policy.metadata["team_members"]]}
     if cfg is not None:
         from sim.config import DISCRETE_ACTIONS
         from sim.obs import observation_hash, observation_layout

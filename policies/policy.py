@@ -135,18 +135,32 @@ class TrainedPolicy:
         out = (obs - norm.mean[i]) / np.sqrt(norm.var[i] + 1e-8)
         return np.clip(out, -norm.clip, norm.clip).astype(np.float32)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the policy to `path` atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+    def payload(self) -> dict[str, Any]:
+        """Everything `from_payload` rebuilds the policy from (what `save` writes)."""
+        return {
             "format_version": FORMAT_VERSION, "agents": self.agents,
             "observation_spaces": self.observation_spaces, "action_spaces": self.action_spaces,
             "share_params": self.share_params, "id_size": self.id_size, "network": self.network,
             "actors": self.actors.state_dict(), "obs_normalizer": self.obs_normalizer.state_dict(),
             "obs_normalizer_enabled": self.obs_normalizer.enabled, "metadata": self.metadata,
         }
-        atomic_torch_save(payload, path)
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> TrainedPolicy:
+        actors = build_actors(data["observation_spaces"], data["action_spaces"],
+                              data["share_params"], data["id_size"], data["network"])
+        actors.load_state_dict(data["actors"])
+        stats = data["obs_normalizer"]
+        norm = ObservationNormalizer(np.shape(stats["mean"]), enabled=data["obs_normalizer_enabled"])
+        norm.load_state_dict(stats)
+        return cls(data["agents"], data["observation_spaces"], data["action_spaces"], actors, norm,
+                   data["share_params"], data["id_size"], data["network"], data["metadata"])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the policy to `path` atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(self.payload(), path)
         return path
 
 
@@ -198,15 +212,11 @@ def load(path: str | os.PathLike) -> TrainedPolicy:
         from policies.games.team_q import LinearTeamPolicy
 
         return LinearTeamPolicy.from_payload(data, path)
+    if data.get("format") == "team_policies":  # one policy per team (`policies.teams`)
+        from policies.teams import TeamPolicies
+
+        return TeamPolicies.from_payload(data)
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has policy format {data.get('format_version')!r}; this version "
                          f"reads format {FORMAT_VERSION}. Retrain or use the matching release.")
-    actors = build_actors(data["observation_spaces"], data["action_spaces"], data["share_params"],
-                          data["id_size"], data["network"])
-    actors.load_state_dict(data["actors"])
-    stats = data["obs_normalizer"]
-    norm = ObservationNormalizer(np.shape(stats["mean"]), enabled=data["obs_normalizer_enabled"])
-    norm.load_state_dict(stats)
-    return TrainedPolicy(data["agents"], data["observation_spaces"], data["action_spaces"], actors,
-                         norm, data["share_params"], data["id_size"], data["network"],
-                         data["metadata"])
+    return TrainedPolicy.from_payload(data)

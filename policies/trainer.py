@@ -11,6 +11,8 @@ A family (`policies/<family>/trainer.py`) subclasses `Trainer` and supplies its 
   collect()                fill the buffer (a rollout, whole episodes), advance `global_step`
                            by the env steps taken; returns finished-episode means
   update_step()            the gradient step(s) of one iteration; returns losses to log
+  progress_fields()        the finished-episode figures progress.csv records (default: return,
+                           length, coverage; teams add capture and each team's return)
   checkpoint_fields()      what the checkpoint holds beyond the shared fields (the replay
   load_checkpoint_fields() buffer), and restoring it
   policy()                 the exported decentralised policy
@@ -208,6 +210,10 @@ class Trainer:
         """The iteration's learning from the buffer; returns the figures to log."""
         raise NotImplementedError
 
+    def progress_fields(self) -> tuple[str, ...]:
+        """The finished-episode figures progress.csv records (after step, update, time, rate)."""
+        return ("episodic_return", "episodic_length", "coverage")
+
     def checkpoint_fields(self) -> dict[str, Any]:
         """The family's checkpoint entries beyond the shared ones."""
         return {}
@@ -269,8 +275,7 @@ class Trainer:
     def log(self, episodes: dict[str, float], losses: dict[str, float], rate: float) -> None:
         row = {"global_step": self.global_step, "update": self.update,
                "wall_s": round(self.wall_time, 3), "steps_per_s": round(rate, 1),
-               **{k: episodes.get(k, float("nan")) for k in ("episodic_return", "episodic_length")},
-               "coverage": episodes.get("coverage", float("nan"))}
+               **{k: episodes.get(k, float("nan")) for k in self.progress_fields()}}
         self.history.append(row)
         if self.writer is not None:
             for k, v in episodes.items():

@@ -130,6 +130,12 @@ class SwarmConfig:
         """Minimum distance between drones at reset: twice the near-collision distance."""
         return max(2.0 * self.collision_distance, 0.2)
 
+    @property
+    def teams(self) -> dict[str, list[int]]:
+        """The scenario's teams (name -> drone indices, in drone order); {} for a cooperative
+        one. The trainer's team mode (`trainer.teams`) and `team_policies` over ROS read it."""
+        return {}
+
     def start_capacity(self) -> int:
         """How many drones fit in the field at start spacing (one per grid spot)."""
         fx, fy = self.field_size
@@ -428,6 +434,12 @@ class PursuitConfig(SwarmConfig):
     def start_spacing(self) -> float:
         """Twice the capture radius or the usual spacing, whichever is larger."""
         return max(super().start_spacing, 2.0 * self.capture_radius)
+
+    @property
+    def teams(self) -> dict[str, list[int]]:
+        """Pursuers 0..P-1, evaders P..N-1."""
+        p, n = self.num_pursuers, self.num_drones
+        return {"pursuers": list(range(p)), "evaders": list(range(p, n))}
 
     @property
     def cell_size(self) -> float:

@@ -128,23 +128,26 @@ PURSUIT_SIDES = ("policy", "scripted", "random")
 
 
 def _side_actions(kind: str, policy: Any, obs: np.ndarray, columns: range, scripted: np.ndarray,
-                  agents: list[str]) -> np.ndarray:
-    """The actions (E, len(columns)) of one team: the policy sampling its strategy, or the
+                  agents: list[str], deterministic: bool = False) -> np.ndarray:
+    """The actions (E, len(columns)[, 4]) of one team: the policy's (a tabular policy sampling
+    its strategy, a deep one its most probable action with deterministic), or the
     scripted/random actions already computed for every drone."""
     if kind != "policy":
         return scripted[:, columns]
-    out = np.zeros((obs.shape[0], len(columns)), np.int64)
+    out = []
     for e in range(obs.shape[0]):
-        acts = policy.act({agents[j]: obs[e, j] for j in columns}, deterministic=False)
-        out[e] = [acts[agents[j]] for j in columns]
-    return out
+        acts = policy.act({agents[j]: obs[e, j] for j in columns}, deterministic=deterministic)
+        out.append([acts[agents[j]] for j in columns])
+    return np.asarray(out)
 
 
 def pursuit_matchup(policy: Any, env_config: dict[str, Any], pursuers: str, evaders: str,
-                    episodes: int = 20, backend: str = "pybullet", seed: int = 0) -> dict[str, float]:
-    """Capture rate and mean capture time of one matchup on the pursuit cells view: each team
-    is "policy" (the learned strategies, sampled), "scripted" (chase / flee,
-    `sim.scripted.pursuit_actions`) or "random" (a random walk over the moves)."""
+                    episodes: int = 20, backend: str = "pybullet", seed: int = 0,
+                    deterministic: bool = False) -> dict[str, float]:
+    """Capture rate and mean capture time of one pursuit matchup: each team is "policy" (the
+    learned strategies, sampled; a deep team policy's most probable action with
+    deterministic), "scripted" (chase / flee, `sim.scripted.pursuit_actions`) or "random" (a
+    random walk over the moves). Cells view (tabular) or drone view (`policies.teams`)."""
     import sim
     from sim.config import config_from_dict
     from sim.scripted import pursuit_actions
@@ -168,8 +171,9 @@ def pursuit_matchup(policy: Any, env_config: dict[str, Any], pursuers: str, evad
                                    evaders="random" if evaders == "random" else "flee",
                                    velocities=venv.velocities)
         actions = np.concatenate([
-            _side_actions(pursuers, policy, obs, range(p), scripted, venv.agents),
-            _side_actions(evaders, policy, obs, range(p, cfg.num_drones), scripted, venv.agents)],
+            _side_actions(pursuers, policy, obs, range(p), scripted, venv.agents, deterministic),
+            _side_actions(evaders, policy, obs, range(p, cfg.num_drones), scripted, venv.agents,
+                          deterministic)],
             axis=1)
         obs, _, _, _, infos = venv.step(actions)
         for e in np.flatnonzero(infos["done"]):
@@ -180,9 +184,13 @@ def pursuit_matchup(policy: Any, env_config: dict[str, Any], pursuers: str, evad
             "capture_time": float(np.mean(times[:episodes])), "episodes": episodes}
 
 
-def crossed(pursuers: GamePolicy, evaders: GamePolicy, cfg: Any) -> GamePolicy:
+def crossed(pursuers: Any, evaders: Any, cfg: Any) -> Any:
     """One policy playing `pursuers`' strategies for the pursuers and `evaders`' for the evaders
     (two runs' learned sides against each other); both must be for the same game."""
+    from policies.teams import TeamPolicies
+
+    if isinstance(pursuers, TeamPolicies) or isinstance(evaders, TeamPolicies):
+        return crossed_teams(pursuers, evaders)
     if pursuers.state_sizes != evaders.state_sizes or pursuers.action_sizes != evaders.action_sizes:
         raise ValueError("the opponent's policy was trained on another pursuit grid (its tables "
                          f"are {evaders.state_sizes} states x {evaders.action_sizes} moves, this "
@@ -192,13 +200,33 @@ def crossed(pursuers: GamePolicy, evaders: GamePolicy, cfg: Any) -> GamePolicy:
     return GamePolicy(pursuers.agents, pursuers.tables[:p] + evaders.tables[p:])
 
 
+def crossed_teams(pursuers: Any, evaders: Any) -> Any:
+    """Two team runs' policies (`policies.teams.TeamPolicies`) crossed: the first's pursuers
+    against the second's evaders; both must play the same game (observation) and drones."""
+    from policies.teams import TeamPolicies
+    from sim.config import config_from_dict
+    from sim.obs import observation_hash
+
+    if not (isinstance(pursuers, TeamPolicies) and isinstance(evaders, TeamPolicies)):
+        raise ValueError("--opponent crosses two runs of the same kind; a team run (trainer.teams) "
+                         "plays another team run.")
+    ours, theirs = (config_from_dict(p.metadata["env_config"]) for p in (pursuers, evaders))
+    if observation_hash(ours) != observation_hash(theirs) or ours.teams != theirs.teams:
+        raise ValueError("the opponent run was trained on another pursuit game (observation or "
+                         "teams differ); train both with the same env settings.")
+    return TeamPolicies({"pursuers": pursuers.teams["pursuers"], "evaders": evaders.teams["evaders"]},
+                        pursuers.members, pursuers.agents, pursuers.metadata)
+
+
 def evaluate_pursuit(policy: Any, env_config: dict[str, Any], episodes: int = 20,
                      backend: str = "pybullet", seed: int = 0,
-                     opponent: GamePolicy | None = None) -> dict[str, dict[str, float]]:
+                     opponent: Any | None = None,
+                     deterministic: bool = False) -> dict[str, dict[str, float]]:
     """The learned pursuer and evader against scripted, random and learned opponents, beside
     the scripted and random baselines of the same matchups. opponent: another run's learned
     strategies, played against this one's on both sides (`policy_vs_opponent`: this run's
-    pursuer against the opponent's evader)."""
+    pursuer against the opponent's evader). deterministic: deep team policies
+    (`policies.teams`) act with their most probable actions."""
     matchups = {
         "policy_vs_flee": ("policy", "scripted"), "chase_vs_flee": ("scripted", "scripted"),
         "random_vs_flee": ("random", "scripted"), "policy_vs_random": ("policy", "random"),
@@ -206,7 +234,8 @@ def evaluate_pursuit(policy: Any, env_config: dict[str, Any], episodes: int = 20
         "random_vs_policy": ("random", "policy"), "random_vs_random": ("random", "random"),
         "policy_vs_policy": ("policy", "policy"),
     }
-    out = {name: pursuit_matchup(policy, env_config, pursuers, evaders, episodes, backend, seed)
+    out = {name: pursuit_matchup(policy, env_config, pursuers, evaders, episodes, backend, seed,
+                                 deterministic)
            for name, (pursuers, evaders) in matchups.items()}
     if opponent is not None:
         from sim.config import config_from_dict
@@ -215,5 +244,5 @@ def evaluate_pursuit(policy: Any, env_config: dict[str, Any], episodes: int = 20
         for name, joint in (("policy_vs_opponent", crossed(policy, opponent, cfg)),
                             ("opponent_vs_policy", crossed(opponent, policy, cfg))):
             out[name] = pursuit_matchup(joint, env_config, "policy", "policy", episodes, backend,
-                                        seed)
+                                        seed, deterministic)
     return out
