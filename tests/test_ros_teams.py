@@ -19,8 +19,9 @@ ROS_IMPORT_FAILURES = skip_module_without_ros()
 pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parent.parent
-# test_ros 0, test_deployment 25, test_ros_pursuit 37, bridges 50, test_ros_worlds 62, scale 75
-DOMAIN_ID = _domain_id(12)  # test_ros 0, test_deployment 25, test_ros_pursuit 37, bridges 50, test_ros_worlds 62, scale 75, test_ros_heterogeneous 88, test_ros_obstacles 95
+# test_ros 0, test_deployment 25, test_ros_pursuit 37, bridges 50, test_ros_worlds 62, scale 75,
+# test_ros_heterogeneous 88, test_ros_obstacles 95
+DOMAIN_ID = _domain_id(12)
 PURSUERS = ROOT / "policies" / "zoo" / "pursuit_pursuers_2v1"
 EVADER = ROOT / "policies" / "zoo" / "pursuit_evader_2v1"
 
