@@ -187,7 +187,10 @@ class SwarmConfig:
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, **dataclasses.asdict(self)}
+        """Plain data (tuples as lists, as YAML and JSON write them back)."""
+        return {"scenario": self.scenario,
+                **{k: list(v) if isinstance(v, tuple) else v
+                   for k, v in dataclasses.asdict(self).items()}}
 
     def observation_params(self) -> dict[str, Any]:
         """The parameters the observation depends on (what a policy bundle must match).
@@ -213,15 +216,61 @@ class CoverageConfig(SwarmConfig):
     footprint: int = 3
     patch_size: int = 9
     summary_size: int = 5
+    # Heterogeneous swarms: per-drone profiles by drone index, each of length num_drones, or
+    # empty (every drone alike: `footprint` and the shared limits). speed_factors scale a drone's
+    # velocity limits (vxy, vz); footprints are its odd footprint widths in cells. With profiles,
+    # own_profile adds the drone's own (speed factor, footprint / widest footprint) to its
+    # observation.
+    speed_factors: tuple[float, ...] = ()
+    footprints: tuple[int, ...] = ()
+    own_profile: bool = True
 
     scenario = "coverage"
     # A coverage observation has the same layout and meaning for any swarm size (K nearest
     # neighbours), so a policy trained with 4 drones may fly 16.
     SIM_ONLY = SwarmConfig.SIM_ONLY + ("num_drones",)
+    SPEED_FACTOR_RANGE = (0.25, 2.0)
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists; the frozen config holds tuples (hashable, compared by value).
+        for name in ("speed_factors", "footprints"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        super().__post_init__()
 
     @property
     def field_size(self) -> tuple[float, float]:
         return (self.width * self.cell_size, self.height * self.cell_size)
+
+    @property
+    def heterogeneous(self) -> bool:
+        """Whether the drones have their own profiles (speed_factors or footprints)."""
+        return bool(self.speed_factors or self.footprints)
+
+    def drone_speed_factors(self) -> tuple[float, ...]:
+        """Every drone's factor on the velocity limits, by drone index (1 without profiles)."""
+        return tuple(float(v) for v in self.speed_factors) or (1.0,) * self.num_drones
+
+    def drone_footprints(self) -> tuple[int, ...]:
+        """Every drone's footprint width in cells, by drone index (`footprint` without profiles)."""
+        return tuple(self.footprints) or (self.footprint,) * self.num_drones
+
+    @property
+    def widest_footprint(self) -> int:
+        return max(self.drone_footprints())
+
+    def observation_params(self) -> dict[str, Any]:
+        """As the base, with the profiles only where set: a homogeneous swarm keeps the hash of
+        bundles written before profiles existed (and flies any drone count)."""
+        params = super().observation_params()
+        if not self.heterogeneous:
+            for name in ("speed_factors", "footprints", "own_profile"):
+                del params[name]
+        else:
+            params["speed_factors"] = list(self.drone_speed_factors())
+            params["footprints"] = list(self.drone_footprints())
+        return params
 
     def _validate(self) -> None:
         super()._validate()
@@ -236,6 +285,7 @@ class CoverageConfig(SwarmConfig):
         _require(self.footprint <= min(self.width, self.height),
                  f"footprint={self.footprint} is larger than the field "
                  f"({self.width} x {self.height} cells); use footprint <= {min(self.width, self.height)}.")
+        self._validate_profiles()
         _require(isinstance(self.patch_size, int) and self.patch_size >= 1 and self.patch_size % 2 == 1,
                  f"patch_size must be an odd integer >= 1 cells (got {self.patch_size!r}).")
         _require(isinstance(self.summary_size, int) and self.summary_size >= 1
@@ -243,6 +293,31 @@ class CoverageConfig(SwarmConfig):
                  f"summary_size must be an integer >= 1 that divides width={self.width} and "
                  f"height={self.height} (got {self.summary_size!r}).")
         self._validate_capacity()
+
+    def _validate_profiles(self) -> None:
+        n = self.num_drones
+        lo, hi = self.SPEED_FACTOR_RANGE
+        _require(isinstance(self.own_profile, bool),
+                 f"own_profile must be true or false (got {self.own_profile!r}).")
+        for name, what in (("speed_factors", f"factors in [{lo:g}, {hi:g}]"),
+                           ("footprints", "odd footprint widths in cells")):
+            value = getattr(self, name)
+            _require(isinstance(value, tuple),
+                     f"{name} must be a list of {what}, one per drone (got {value!r}).")
+            _require(len(value) in (0, n),
+                     f"{name} has {len(value)} entries but num_drones={n}; give one per drone "
+                     f"(drone index order) or none for a swarm of alike drones.")
+        for i, v in enumerate(self.speed_factors):
+            _require(isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi,
+                     f"speed_factors[{i}] must be a factor in [{lo:g}, {hi:g}] on the drone's "
+                     f"velocity limits (got {v!r}).")
+        side = min(self.width, self.height)
+        for i, v in enumerate(self.footprints):
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1,
+                     f"footprints[{i}] must be an odd integer >= 1 cells (got {v!r}).")
+            _require(v <= side,
+                     f"footprints[{i}]={v} is larger than the field ({self.width} x "
+                     f"{self.height} cells); use footprints <= {side}.")
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,8 @@ class MonitorNode(Node):
         pos = self.positions
         self.trajectory.append(pos.copy())
         if self.coverage_map is not None:
-            O.mark_footprints(self.coverage_map, pos, None, self.cfg)
+            O.mark_footprints(self.coverage_map, pos, None, self.cfg,
+                              O.drone_footprints(self.cfg))  # rows are drones by index
 
     def tick(self) -> None:
         if self.positions is None or self.complete:
