@@ -200,3 +200,34 @@ def test_the_profile_aware_lawnmower_beats_the_random_walk():
             done = bool(term.any() or trunc.any())
         walk.append(info["coverage"][0])
     assert min(lawn) >= 0.85 and max(walk) <= 0.5, (lawn, walk)
+
+
+# -- learning ------------------------------------------------------------------------------------
+SMALL_HETERO = dict(num_drones=2, width=8, height=8, cell_size=0.25, footprint=3, patch_size=5,
+                    summary_size=2, max_steps=30, speed_factors=[1.5, 0.5], footprints=[1, 5])
+
+
+def small_hetero_coverage(algo: str, seed: int, **env) -> float:
+    """Deterministic coverage on 32 seeded episodes of the small heterogeneous task (a fast
+    narrow drone and a slow wide one) after 100k env steps of the algorithm's coverage recipe."""
+    import policies
+    from policies.evaluation import evaluate
+
+    params = {**SMALL_HETERO, **env}
+    policy = policies.train(algo, "coverage", 100_000, seed=seed, config={
+        "env": params, "trainer": {"progress": False, "tensorboard": False}})
+    return evaluate(policy, "coverage", episodes=32, seed=7, **params)["coverage"]
+
+
+@pytest.mark.slow  # six short trainings, ~80 s
+def test_separate_actors_beat_a_shared_actor_that_cannot_tell_the_drones_apart():
+    """HAPPO's separate actors (seeds 0-2) cover the small heterogeneous task clearly better
+    than MAPPO's shared actor without the own profile (README: measured 0.864 vs 0.582 mean,
+    every HAPPO seed above every MAPPO seed), and far above the random walk (0.480)."""
+    from policies.evaluation import evaluate_random_walk
+
+    happo = [small_hetero_coverage("happo", seed) for seed in (0, 1, 2)]
+    shared = [small_hetero_coverage("mappo", seed, own_profile=False) for seed in (0, 1, 2)]
+    walk = evaluate_random_walk("coverage", episodes=32, seed=7, **SMALL_HETERO)["coverage"]
+    assert np.mean(happo) > np.mean(shared) + 0.1, (happo, shared)
+    assert np.mean(happo) > walk + 0.2, (happo, walk)
