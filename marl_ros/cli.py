@@ -12,13 +12,21 @@ from pathlib import Path
 def cmd_demo(args: argparse.Namespace) -> int:
     """A coverage episode in PyBullet flown by the scripted lawnmower baseline."""
     import numpy as np
+    import yaml
 
     import sim
     from sim.render import save_coverage_png
     from sim.scripted import LawnmowerPilot
 
+    params = {}
+    for item in args.params:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"demo parameter {item!r} is not key=value; write e.g. "
+                             "footprints=[1,1,5,5].")
+        params[key] = yaml.safe_load(text)
     env = sim.make_env("coverage", backend="pybullet", seed=args.seed, num_drones=args.num_drones,
-                       max_steps=args.steps, gui=args.gui)
+                       max_steps=args.steps, gui=args.gui, **params)
     obs, infos = env.reset(seed=args.seed)
     pilot = LawnmowerPilot(env.cfg, env.positions)
     start = time.perf_counter()
@@ -504,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for start positions")
     demo.add_argument("--out", default="runs/demo", help="folder for coverage.png and demo.json")
     demo.add_argument("--gui", action="store_true", help="open the PyBullet GUI")
+    demo.add_argument("params", nargs="*", metavar="key=value",
+                      help="coverage parameters, e.g. speed_factors=[1.5,1.5,0.5,0.5] "
+                           "footprints=[1,1,5,5] (a heterogeneous swarm)")
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="throughput benchmarks (not tests)",

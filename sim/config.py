@@ -195,7 +195,10 @@ class SwarmConfig:
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, **dataclasses.asdict(self)}
+        """Plain data (tuples as lists, as YAML and JSON write them back)."""
+        return {"scenario": self.scenario,
+                **{k: list(v) if isinstance(v, tuple) else v
+                   for k, v in dataclasses.asdict(self).items()}}
 
     def observation_params(self) -> dict[str, Any]:
         """The parameters the observation depends on (what a policy bundle must match).
@@ -232,6 +235,14 @@ class CoverageConfig(SwarmConfig):
     # in the world frame (ray 0 along +x, counter-clockwise), distances clipped to range_max.
     range_rays: int = 0
     range_max: float = 1.5
+    # Heterogeneous swarms: per-drone profiles by drone index, each of length num_drones, or
+    # empty (every drone alike: `footprint` and the shared limits). speed_factors scale a drone's
+    # velocity limits (vxy, vz); footprints are its odd footprint widths in cells. With profiles,
+    # own_profile adds the drone's own (speed factor, footprint / widest footprint) to its
+    # observation.
+    speed_factors: tuple[float, ...] = ()
+    footprints: tuple[int, ...] = ()
+    own_profile: bool = True
 
     scenario = "coverage"
     # A coverage observation has the same layout and meaning for any swarm size (K nearest
@@ -240,6 +251,15 @@ class CoverageConfig(SwarmConfig):
     SIM_ONLY = SwarmConfig.SIM_ONLY + ("num_drones", "obstacles", "obstacle_shape",
                                        "obstacle_size_min", "obstacle_size_max",
                                        "obstacle_penalty")
+    SPEED_FACTOR_RANGE = (0.25, 2.0)
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists; the frozen config holds tuples (hashable, compared by value).
+        for name in ("speed_factors", "footprints"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        super().__post_init__()
 
     @property
     def field_size(self) -> tuple[float, float]:
@@ -257,12 +277,36 @@ class CoverageConfig(SwarmConfig):
         from the field's edge and between obstacles (2 drone radii: a drone passes)."""
         return self.collision_distance
 
+    @property
+    def heterogeneous(self) -> bool:
+        """Whether the drones have their own profiles (speed_factors or footprints)."""
+        return bool(self.speed_factors or self.footprints)
+
+    def drone_speed_factors(self) -> tuple[float, ...]:
+        """Every drone's factor on the velocity limits, by drone index (1 without profiles)."""
+        return tuple(float(v) for v in self.speed_factors) or (1.0,) * self.num_drones
+
+    def drone_footprints(self) -> tuple[int, ...]:
+        """Every drone's footprint width in cells, by drone index (`footprint` without profiles)."""
+        return tuple(self.footprints) or (self.footprint,) * self.num_drones
+
+    @property
+    def widest_footprint(self) -> int:
+        return max(self.drone_footprints())
+
     def observation_params(self) -> dict[str, Any]:
-        """As SwarmConfig's; without range readings (range_rays = 0) their two fields are left
-        out, so bundles written before obstacles existed keep their hash."""
+        """As the base, with the range readings and the profiles only where set: bundles written
+        before obstacles or profiles existed keep their hash (and a homogeneous swarm's bundle
+        flies any drone count)."""
         params = super().observation_params()
         if not self.range_rays:
             del params["range_rays"], params["range_max"]
+        if not self.heterogeneous:
+            for name in ("speed_factors", "footprints", "own_profile"):
+                del params[name]
+        else:
+            params["speed_factors"] = list(self.drone_speed_factors())
+            params["footprints"] = list(self.drone_footprints())
         return params
 
     def _validate(self) -> None:
@@ -278,6 +322,7 @@ class CoverageConfig(SwarmConfig):
         _require(self.footprint <= min(self.width, self.height),
                  f"footprint={self.footprint} is larger than the field "
                  f"({self.width} x {self.height} cells); use footprint <= {min(self.width, self.height)}.")
+        self._validate_profiles()
         _require(isinstance(self.patch_size, int) and self.patch_size >= 1 and self.patch_size % 2 == 1,
                  f"patch_size must be an odd integer >= 1 cells (got {self.patch_size!r}).")
         _require(isinstance(self.summary_size, int) and self.summary_size >= 1
@@ -310,11 +355,12 @@ class CoverageConfig(SwarmConfig):
         # Every cell stays coverable from a spot clear of the obstacles: a footprint reaches a
         # square of half side `reach` around a cell's centre, and an obstacle centred on the
         # cell must leave that square's corners free for a drone (sim.obstacles, tested).
-        reach = (self.footprint // 2 + 0.5) * self.cell_size
+        widest = self.widest_footprint  # the team covers a cell if any of its drones can
+        reach = (widest // 2 + 0.5) * self.cell_size
         largest = reach - self.drone_radius / math.sqrt(2.0)
         _require(self.obstacles == 0 or self.obstacle_size_max < largest,
                  f"obstacle_size_max={self.obstacle_size_max} m would hide whole cells from every "
-                 f"footprint ({self.footprint} cells of {self.cell_size} m, drone radius "
+                 f"footprint ({widest} cells of {self.cell_size} m, drone radius "
                  f"{self.drone_radius} m); use obstacle_size_max < {largest:.3f}.")
         fx, fy = self.field_size
         side = 2 * self.obstacle_size_max + 2 * self.obstacle_clearance
@@ -323,6 +369,31 @@ class CoverageConfig(SwarmConfig):
                  f"{self.obstacle_clearance:g} m clearance) crowd the {fx:g} m x {fy:g} m field; "
                  f"use fewer or smaller obstacles (at most "
                  f"{int(0.4 * fx * fy / (side * side))}).")
+
+    def _validate_profiles(self) -> None:
+        n = self.num_drones
+        lo, hi = self.SPEED_FACTOR_RANGE
+        _require(isinstance(self.own_profile, bool),
+                 f"own_profile must be true or false (got {self.own_profile!r}).")
+        for name, what in (("speed_factors", f"factors in [{lo:g}, {hi:g}]"),
+                           ("footprints", "odd footprint widths in cells")):
+            value = getattr(self, name)
+            _require(isinstance(value, tuple),
+                     f"{name} must be a list of {what}, one per drone (got {value!r}).")
+            _require(len(value) in (0, n),
+                     f"{name} has {len(value)} entries but num_drones={n}; give one per drone "
+                     f"(drone index order) or none for a swarm of alike drones.")
+        for i, v in enumerate(self.speed_factors):
+            _require(isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi,
+                     f"speed_factors[{i}] must be a factor in [{lo:g}, {hi:g}] on the drone's "
+                     f"velocity limits (got {v!r}).")
+        side = min(self.width, self.height)
+        for i, v in enumerate(self.footprints):
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1,
+                     f"footprints[{i}] must be an odd integer >= 1 cells (got {v!r}).")
+            _require(v <= side,
+                     f"footprints[{i}]={v} is larger than the field ({self.width} x "
+                     f"{self.height} cells); use footprints <= {side}.")
 
 
 @dataclass(frozen=True)

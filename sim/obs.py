@@ -11,7 +11,9 @@ What a drone knows:
   (the caller passes everything it received plus a validity mask; the radius
   filter is applied here);
 - coverage: its own belief map, the cells it covered plus the footprints of
-  neighbours it heard, updated with `update_belief` once per policy tick;
+  neighbours it heard, updated with `update_belief` once per policy tick; in a
+  heterogeneous swarm (per-drone `speed_factors`, `footprints`) each drone's own footprint,
+  looked up by drone index (`drone_footprints`), and with `own_profile` its own profile;
 - coverage with `range_rays`: its own range readings (metres, one per world-frame ray,
   `sim.obstacles`: the simulator's ray cast, or a LaserScan through `laserscan_readings`),
   normalised here to distance / range_max;
@@ -71,6 +73,8 @@ def observation_layout(cfg: SwarmConfig) -> list[tuple[str, int]]:
             ("belief_patch", cfg.patch_size * cfg.patch_size),  # egocentric, 1 = still to cover
             ("belief_summary", cfg.summary_size * cfg.summary_size),  # fraction uncovered per block
         ]
+        if has_profile_features(cfg):
+            layout += [("own_profile", 2)]  # speed factor, footprint / widest footprint
         if cfg.range_rays:
             layout += [("ranges", cfg.range_rays)]  # distance / range_max per ray, 1 = nothing
     elif isinstance(cfg, SpreadConfig):
@@ -206,8 +210,29 @@ def neighbour_mean_action(other_vel: np.ndarray, heard: np.ndarray,
 # Belief maps (coverage)
 # ----------------------------------------------------------------------------------------
 def belief_pad(cfg: CoverageConfig) -> int:
-    """Border width: enough for the egocentric patch and the footprint, and at least 1."""
-    return max(cfg.patch_size // 2, cfg.footprint // 2, 1)
+    """Border width: enough for the egocentric patch and the widest footprint, and at least 1."""
+    return max(cfg.patch_size // 2, cfg.widest_footprint // 2, 1)
+
+
+def has_profile_features(cfg: SwarmConfig) -> bool:
+    """Whether the observation ends its coverage part with the drone's own profile."""
+    return isinstance(cfg, CoverageConfig) and cfg.heterogeneous and cfg.own_profile
+
+
+def drone_footprints(cfg: CoverageConfig) -> np.ndarray:
+    """Every drone's footprint width in cells by drone index, (N,) int64. A node passes its own
+    entry as `own_footprint` and those of the drones it received, by the ids in the swarm
+    state, as `other_footprints`."""
+    return np.asarray(cfg.drone_footprints(), dtype=np.int64)
+
+
+def profile_features(cfg: CoverageConfig, drone_ids: np.ndarray) -> np.ndarray:
+    """The `own_profile` field of drones by index, (..., 2): the speed factor and the footprint
+    over the widest footprint of the swarm."""
+    ids = np.asarray(drone_ids, dtype=np.int64)
+    speed = np.asarray(cfg.drone_speed_factors(), dtype=np.float64)[ids]
+    width = drone_footprints(cfg)[ids] / cfg.widest_footprint
+    return np.stack([speed, width], axis=-1).astype(OBS_DTYPE)
 
 
 def new_belief(cfg: CoverageConfig, batch_shape: tuple[int, ...] = ()) -> np.ndarray:
@@ -240,12 +265,13 @@ def inside_geofence(pos: np.ndarray, cfg: SwarmConfig) -> np.ndarray:
 
 
 def mark_footprints(belief: np.ndarray, positions: np.ndarray, valid: np.ndarray | None,
-                    cfg: CoverageConfig) -> None:
+                    cfg: CoverageConfig, footprints: np.ndarray | None = None) -> None:
     """Mark the footprints of drones at `positions` as covered, in place.
 
     belief: (..., Hp, Wp) padded map; positions: (..., M, 3) with the same leading
-    dimensions; valid: (..., M) which positions count. A drone outside the geofence
-    (field and altitude band) covers nothing; footprint cells outside the field are
+    dimensions; valid: (..., M) which positions count; footprints: (..., M) each drone's
+    footprint width in cells (broadcast; None: cfg.footprint for all). A drone outside the
+    geofence (field and altitude band) covers nothing; footprint cells outside the field are
     not marked.
     """
     hp, wp = belief.shape[-2:]
@@ -257,32 +283,53 @@ def mark_footprints(belief: np.ndarray, positions: np.ndarray, valid: np.ndarray
     ok = inside_geofence(pos, cfg)
     if valid is not None:
         ok &= np.broadcast_to(valid, positions.shape[:-1]).reshape(-1, m)
-    rows, drones = np.nonzero(ok)
-    if rows.size == 0:
-        return
-    ix, iy = position_to_cell(pos[rows, drones], cfg)
-    r = cfg.footprint // 2
-    offsets = np.arange(-r, r + 1)
+    if footprints is None:
+        widths = {cfg.footprint: ok}
+    else:
+        sizes = np.broadcast_to(np.asarray(footprints, dtype=np.int64),
+                                positions.shape[:-1]).reshape(-1, m)
+        widths = {int(f): ok & (sizes == f) for f in np.unique(sizes[ok])}
     pad = belief_pad(cfg)
-    # Footprint cells beyond the field edge are clipped onto the edge cells of the same
-    # footprint, which it covers anyway: every write lands inside the field.
-    cols = np.clip(ix[:, None] + offsets, 0, cfg.width - 1) + pad  # (V, F)
-    lines = (np.clip(iy[:, None] + offsets, 0, cfg.height - 1) + pad) * wp  # (V, F)
-    flat[rows[:, None, None], lines[:, :, None] + cols[:, None, :]] = COVERED
+    for width, mask in widths.items():  # one pass per footprint width (a swarm has few)
+        rows, drones = np.nonzero(mask)
+        if rows.size == 0:
+            continue
+        ix, iy = position_to_cell(pos[rows, drones], cfg)
+        r = width // 2
+        offsets = np.arange(-r, r + 1)
+        # Footprint cells beyond the field edge are clipped onto the edge cells of the same
+        # footprint, which it covers anyway: every write lands inside the field.
+        cols = np.clip(ix[:, None] + offsets, 0, cfg.width - 1) + pad  # (V, F)
+        lines = (np.clip(iy[:, None] + offsets, 0, cfg.height - 1) + pad) * wp  # (V, F)
+        flat[rows[:, None, None], lines[:, :, None] + cols[:, None, :]] = COVERED
 
 
 def update_belief(belief: np.ndarray, own_pos: np.ndarray, other_pos: np.ndarray,
-                  other_valid: np.ndarray | None, cfg: CoverageConfig) -> None:
-    """One policy tick of belief keeping: own footprint plus footprints of neighbours heard."""
+                  other_valid: np.ndarray | None, cfg: CoverageConfig,
+                  own_footprint: np.ndarray | int | None = None,
+                  other_footprints: np.ndarray | None = None) -> None:
+    """One policy tick of belief keeping: own footprint plus footprints of neighbours heard.
+    own_footprint (...,) and other_footprints (..., M): the widths in cells (heterogeneous
+    swarms, `drone_footprints`); None: cfg.footprint."""
     _update_belief(belief, own_pos, other_pos,
-                   heard_mask(own_pos, other_pos, other_valid, cfg.comm_radius), cfg)
+                   heard_mask(own_pos, other_pos, other_valid, cfg.comm_radius), cfg,
+                   own_footprint, other_footprints)
 
 
 def _update_belief(belief: np.ndarray, own_pos: np.ndarray, other_pos: np.ndarray,
-                   heard: np.ndarray, cfg: CoverageConfig) -> None:
+                   heard: np.ndarray, cfg: CoverageConfig, own_footprint=None,
+                   other_footprints=None) -> None:
     positions = np.concatenate([own_pos[..., None, :], other_pos], axis=-2)
     valid = np.concatenate([np.ones(heard.shape[:-1] + (1,), dtype=bool), heard], axis=-1)
-    mark_footprints(belief, positions, valid, cfg)
+    widths = None
+    if own_footprint is not None or other_footprints is not None:
+        own = np.full(heard.shape[:-1], cfg.footprint) if own_footprint is None else own_footprint
+        others = (np.full(heard.shape, cfg.footprint) if other_footprints is None
+                  else other_footprints)
+        own = np.broadcast_to(np.asarray(own, dtype=np.int64), heard.shape[:-1])
+        others = np.broadcast_to(np.asarray(others, dtype=np.int64), heard.shape)
+        widths = np.concatenate([own[..., None], others], axis=-1)
+    mark_footprints(belief, positions, valid, cfg, widths)
 
 
 def belief_patch(belief: np.ndarray, own_pos: np.ndarray, cfg: CoverageConfig) -> np.ndarray:
@@ -334,10 +381,15 @@ def team_flags(cfg: PursuitConfig) -> np.ndarray:
     return flags
 
 
-def speed_scales(cfg: PursuitConfig) -> np.ndarray:
-    """Every drone's factor on the velocity limits by drone index, (N,): 1 for the pursuers,
-    evader_speed for the evaders. A drone's setpoints are its action times (vxy, vxy, vz) times
-    its factor (cells view: `cell_action_setpoint`'s speed_scale)."""
+def speed_scales(cfg: SwarmConfig) -> np.ndarray:
+    """Every drone's factor on the velocity limits by drone index, (N,): pursuit, 1 for the
+    pursuers and evader_speed for the evaders; coverage, its `speed_factors` (1 without
+    profiles); 1 elsewhere. A drone's setpoints are its action times (vxy, vxy, vz) times its
+    factor (cells view: `cell_action_setpoint`'s speed_scale)."""
+    if isinstance(cfg, CoverageConfig):
+        return np.asarray(cfg.drone_speed_factors(), dtype=np.float64)
+    if not isinstance(cfg, PursuitConfig):
+        return np.ones(cfg.num_drones)
     scales = np.full(cfg.num_drones, float(cfg.evader_speed))
     scales[: cfg.num_pursuers] = 1.0
     return scales
@@ -445,7 +497,8 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
                       landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
                       other_teams: np.ndarray | None = None,
                       target: np.ndarray | None = None,
-                      ranges: np.ndarray | None = None) -> np.ndarray:
+                      ranges: np.ndarray | None = None, own_id: np.ndarray | int | None = None,
+                      other_ids: np.ndarray | None = None) -> np.ndarray:
     """Observation vectors (..., D) float32, laid out as `observation_layout(cfg)`.
 
     own_pos, own_vel: (..., 3). other_pos, other_vel: (..., M, 3) every other drone
@@ -459,9 +512,13 @@ def build_observation(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray
     have one (`sim.missions.uses_target`; broadcast over the drones). ranges: (..., R) the
     drone's range readings in metres (coverage with range_rays = R > 0; inf or NaN = nothing
     in range), ray k at heading 2 pi k / R in the world frame (`sim.obstacles.ray_angles`).
+    Heterogeneous coverage (`cfg.heterogeneous`): own_id (...,) and other_ids (..., M), the
+    drone indices of this drone and of the others, which give their footprints and the own
+    profile.
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    own_team, other_teams, update=False, target=target, ranges=ranges)
+                    own_team, other_teams, update=False, target=target, ranges=ranges,
+                    own_id=own_id, other_ids=other_ids)
 
 
 def observe_tick(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
@@ -470,18 +527,20 @@ def observe_tick(cfg: SwarmConfig, own_pos: np.ndarray, own_vel: np.ndarray,
                  landmarks: np.ndarray | None = None, own_team: np.ndarray | float | None = None,
                  other_teams: np.ndarray | None = None,
                  target: np.ndarray | None = None,
-                 ranges: np.ndarray | None = None) -> np.ndarray:
+                 ranges: np.ndarray | None = None, own_id: np.ndarray | int | None = None,
+                 other_ids: np.ndarray | None = None) -> np.ndarray:
     """One policy tick of a drone: update its belief (coverage) from what it hears, then build
     its observation. The simulator and the agent node both call this once per tick.
 
     Same arguments as `build_observation`; `belief` is updated in place.
     """
     return _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-                    own_team, other_teams, update=True, target=target, ranges=ranges)
+                    own_team, other_teams, update=True, target=target, ranges=ranges,
+                    own_id=own_id, other_ids=other_ids)
 
 
 def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, landmarks,
-             own_team, other_teams, update, target=None, ranges=None):
+             own_team, other_teams, update, target=None, ranges=None, own_id=None, other_ids=None):
     if is_cells_view(cfg):
         return cells_observation(cfg, own_pos, other_pos)
     own_pos = np.asarray(own_pos, dtype=np.float64)
@@ -499,9 +558,20 @@ def _observe(cfg, own_pos, own_vel, other_pos, other_vel, other_valid, belief, l
     if isinstance(cfg, CoverageConfig):
         if belief is None:
             raise ValueError("coverage observations need the agent's belief map (see new_belief).")
+        own_fp = other_fp = None
+        if cfg.heterogeneous:
+            if own_id is None or other_ids is None:
+                raise ValueError("heterogeneous coverage observations need own_id and other_ids, "
+                                 "the drone indices of this drone and of the others (their "
+                                 "footprints and profiles come from the config by index).")
+            widths = drone_footprints(cfg)
+            own_fp, other_fp = widths[np.asarray(own_id)], widths[np.asarray(other_ids)]
         if update:
-            _update_belief(belief, own_pos, other_pos, heard, cfg)
+            _update_belief(belief, own_pos, other_pos, heard, cfg, own_fp, other_fp)
         parts += [belief_patch(belief, own_pos, cfg), belief_summary(belief, cfg)]
+        if has_profile_features(cfg):
+            own = profile_features(cfg, own_id)
+            parts.append(np.broadcast_to(own, own_pos.shape[:-1] + (2,)))
         if cfg.range_rays:
             parts.append(range_features(ranges, own_pos.shape[:-1], cfg))
     elif isinstance(cfg, SpreadConfig):

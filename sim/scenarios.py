@@ -179,6 +179,11 @@ class CoverageScenario(Scenario):
         self.covered_count = np.zeros(num_envs, dtype=np.int64)
         self.centres, self.half_sizes, self.boxes = obstacle_geometry.empty_layout(cfg, (num_envs,))
         self.obstacle_collisions = np.zeros(num_envs, dtype=np.int64)
+        # Heterogeneous swarms: each drone's footprint width by index (None: all cfg.footprint).
+        self.footprints = O.drone_footprints(cfg) if cfg.heterogeneous else None
+
+    def speed_scale(self) -> np.ndarray | None:
+        return O.speed_scales(self.cfg) if self.cfg.speed_factors else None
 
     def reset(self, env_ids: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
         if self.cfg.obstacles:  # after the start positions, from the same stream
@@ -190,7 +195,7 @@ class CoverageScenario(Scenario):
         self.belief[env_ids] = fresh  # the first observe_tick marks what the drones see
         # Take-off position counts: drones start over the field and see below them.
         cov = self.covered[env_ids]
-        O.mark_footprints(cov, pos, None, self.cfg)
+        O.mark_footprints(cov, pos, None, self.cfg, self.footprints)
         self.covered[env_ids] = cov
         self.covered_count[env_ids] = self._count(env_ids)
 
@@ -202,10 +207,14 @@ class CoverageScenario(Scenario):
         cfg = self.cfg
         e = pos.shape[0]
         ix, iy = O.position_to_cell(pos, cfg)
-        offsets = np.arange(-(cfg.footprint // 2), cfg.footprint // 2 + 1)
+        reach = cfg.widest_footprint // 2
+        offsets = np.arange(-reach, reach + 1)
         cols = ix[..., None, None] + offsets[None, :]  # (E, N, 1, F)
         rows = iy[..., None, None] + offsets[:, None]  # (E, N, F, 1)
         in_field = (cols >= 0) & (cols < cfg.width) & (rows >= 0) & (rows < cfg.height)
+        if self.footprints is not None:  # each drone's own footprint inside the widest one
+            own = (self.footprints // 2)[:, None, None]  # (N, 1, 1)
+            in_field &= (np.abs(offsets)[None, :] <= own) & (np.abs(offsets)[:, None] <= own)
         cell = np.clip(rows, 0, cfg.height - 1) * cfg.width + np.clip(cols, 0, cfg.width - 1)
         todo = (O.belief_interior(self.covered, cfg) == O.TO_COVER).reshape(e, -1)
         env = np.broadcast_to(np.arange(e)[:, None, None, None], cell.shape)
@@ -238,7 +247,7 @@ class CoverageScenario(Scenario):
         return (O.belief_interior(self.covered[env_ids], self.cfg) == O.COVERED).sum(axis=(-2, -1))
 
     def progress(self, pos):
-        O.mark_footprints(self.covered, pos, None, self.cfg)
+        O.mark_footprints(self.covered, pos, None, self.cfg, self.footprints)
         count = self._count()
         newly = count - self.covered_count
         self.covered_count = count
@@ -252,13 +261,17 @@ class CoverageScenario(Scenario):
 
     def observe_tick(self, pos, vel, env_ids=slice(None), received=None, ranges=None):
         """ranges: (E, N, R) the drones' range readings, metres (with cfg.range_rays)."""
-        others_p, others_v, valid = self._others(pos, vel, env_ids, received)
+        others_p, others_v, valid, index = self._others_indexed(pos, vel, env_ids, received)
+        extra = {"ranges": ranges}
+        if self.cfg.heterogeneous:  # profiles by drone index (dense layout: entry j is drone j)
+            n = self.cfg.num_drones
+            extra.update(own_id=np.arange(n), other_ids=np.arange(n) if index is None else index)
         if isinstance(env_ids, slice):
             return O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid,
-                                  belief=self.belief[env_ids], ranges=ranges)
+                                  belief=self.belief[env_ids], **extra)
         belief = self.belief[env_ids]  # a copy (fancy index): write it back after the update
         obs = O.observe_tick(self.cfg, pos, vel, others_p, others_v, valid, belief=belief,
-                             ranges=ranges)
+                             **extra)
         self.belief[env_ids] = belief
         return obs
 

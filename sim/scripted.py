@@ -15,6 +15,9 @@ class LawnmowerPilot:
 
     Strips are assigned by the drones' start x order, lanes are one footprint wide,
     and a proportional law turns the next waypoint into a velocity action in [-1, 1].
+    In a heterogeneous swarm each drone sweeps lanes of its own footprint, and its strip's
+    width is its share of the swarm's sweep rate (speed factor x footprint), so that the
+    drones finish together.
     """
 
     def __init__(self, cfg: CoverageConfig, start_positions: np.ndarray, gain: float = 3.0):
@@ -22,12 +25,15 @@ class LawnmowerPilot:
         self.gain = gain
         fx, fy = cfg.field_size
         n = cfg.num_drones
-        lane = cfg.footprint * cfg.cell_size
-        half = lane / 2
+        widths = np.asarray(cfg.drone_footprints()) * cfg.cell_size
+        rate = np.asarray(cfg.drone_speed_factors()) * widths
         order = np.argsort(start_positions[:, 0])
+        edges = np.concatenate([[0.0], np.cumsum(rate[order]) / rate.sum() * fx])
         self.waypoints: list[np.ndarray] = [np.zeros((0, 2))] * n
         for strip, drone in enumerate(order):
-            x0, x1 = strip * fx / n, (strip + 1) * fx / n
+            lane = widths[drone]
+            half = lane / 2
+            x0, x1 = edges[strip], edges[strip + 1]
             lanes = max(1, int(np.ceil((x1 - x0) / lane - 1e-9)))
             xs = np.linspace(x0 + half, x1 - half, lanes) if lanes > 1 else [(x0 + x1) / 2]
             ys = (half, fy - half)
@@ -44,14 +50,15 @@ class LawnmowerPilot:
         """Continuous actions (N, 4) for the current positions (N, 3)."""
         cfg = self.cfg
         out = np.zeros((cfg.num_drones, 4))
+        speed = np.asarray(cfg.drone_speed_factors())  # actions are in each drone's own limits
         for i, wps in enumerate(self.waypoints):
             if self.next[i] < len(wps) and np.linalg.norm(wps[self.next[i]] - positions[i, :2]) < 0.1:
                 self.next[i] += 1
             if self.next[i] >= len(wps):
                 continue  # done: hover
             err = wps[self.next[i]] - positions[i, :2]
-            out[i, :2] = self.gain * err / cfg.vxy
-            out[i, 2] = self.gain * (cfg.start_altitude - positions[i, 2]) / cfg.vz
+            out[i, :2] = self.gain * err / (cfg.vxy * speed[i])
+            out[i, 2] = self.gain * (cfg.start_altitude - positions[i, 2]) / (cfg.vz * speed[i])
         return np.clip(out, -1.0, 1.0)
 
 

@@ -20,6 +20,11 @@ the pursuers'. With several evaders, those monitor_node reports captured (`/swar
 are out of play as in the simulator: a captured evader hovers, and the drone view no longer
 hears it (the cells view keeps its cell in the state).
 
+Heterogeneous coverage (per-drone `speed_factors`, `footprints` in the bundle): the drone flies
+its own speed factor times the limits, as the simulator, and marks each heard neighbour's
+footprint in its belief by the id in that neighbour's swarm-state row (a row of an unknown id
+is not heard); the observation ends with its own profile where the bundle has `own_profile`.
+
 Missions (formation around a moving reference, flock: `sim.missions`): the observation holds
 the mission target, which monitor_node publishes each tick on `/mission/target`
 (nav_msgs/Odometry: the target's position and velocity in the world frame). The node uses the
@@ -173,13 +178,20 @@ class AgentNode(Node):
             raise BundleError(f"drone_id {self.drone_id} is not a drone of this "
                               f"{self.cfg.num_drones}-drone pursuit game (its team is its "
                               f"index); use 0..{self.cfg.num_drones - 1}.")
+        # Heterogeneous coverage: every drone's profile by its index (speed factor, footprint).
+        self.profiles = isinstance(self.cfg, CoverageConfig) and self.cfg.heterogeneous
+        if self.profiles and self.drone_id >= self.cfg.num_drones:
+            raise BundleError(f"drone_id {self.drone_id} is not a drone of this "
+                              f"{self.cfg.num_drones}-drone heterogeneous swarm (its profile is "
+                              f"its index); use 0..{self.cfg.num_drones - 1}.")
         self.cells = O.is_cells_view(self.cfg)
         self.teams = O.team_flags(self.cfg) if self.pursuit else None
-        self.speed = float(O.speed_scales(self.cfg)[self.drone_id]) if self.pursuit else 1.0
+        self.speed = (float(O.speed_scales(self.cfg)[self.drone_id])
+                      if self.pursuit or self.profiles else 1.0)
         self.limits = np.array([g("max_vxy").value or self.cfg.vxy, g("max_vxy").value or self.cfg.vxy,
                                 g("max_vz").value or self.cfg.vz,
                                 g("max_yaw_rate").value or self.cfg.yaw_rate])
-        self.limits[:3] *= self.speed  # an evader flies evader_speed times the pursuers' limits
+        self.limits[:3] *= self.speed  # an evader's evader_speed, a drone's own speed factor
         self.margin = g("geofence_margin").value
         fx, fy = self.cfg.field_size
         self.fence_low = np.array([0.0, 0.0, self.cfg.altitude_min]) - self.margin
@@ -390,10 +402,15 @@ class AgentNode(Node):
             known &= ~np.isin(ids, list(self.captured))  # nobody hears a captured evader
             rows, ids = rows[known], ids[known]
             task.update(own_team=self.teams[self.drone_id], other_teams=self.teams[ids])
+        if self.profiles:  # each heard drone's footprint by the id in its row
+            ids = rows[:, 0].astype(np.int64)
+            known = (ids >= 0) & (ids < self.cfg.num_drones)  # a stranger's row has no profile
+            rows, ids = rows[known], ids[known]
+            task.update(own_id=self.drone_id, other_ids=ids)
         obs = O.observe_tick(self.cfg, pos, vel, rows[:, 1:4], rows[:, 4:7], None,
                              belief=self.belief, landmarks=self.landmarks, **task)
         setpoint = np.array(self.policy.act(obs, self.agent_key), dtype=np.float64)
-        setpoint[:3] *= self.speed  # an evader's action in its own limits, as the simulator
+        setpoint[:3] *= self.speed  # the action in the drone's own limits, as the simulator
         setpoint = np.clip(setpoint, -self.limits, self.limits)
         return self.geofence_guard(pos, setpoint)
 

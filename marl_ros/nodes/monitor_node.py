@@ -90,6 +90,7 @@ class MonitorNode(Node):
         self.coverage_map = O.new_belief(self.cfg) if isinstance(self.cfg, CoverageConfig) else None
         self.positions: np.ndarray | None = None
         self.velocities = np.zeros((self.cfg.num_drones, 3))
+        self.max_velocity = np.zeros((self.cfg.num_drones, 3))  # largest |vx|, |vy|, |vz| heard
         self.has_mission = mission_module(self.cfg) is not None
         self.mission: Mission | None = None  # drawn with the first positions
         self.seed = g("seed").value
@@ -145,6 +146,7 @@ class MonitorNode(Node):
         ok = (ids >= 0) & (ids < self.cfg.num_drones)
         pos[ids[ok]] = rows[ok, 1:4]
         self.velocities[ids[ok]] = rows[ok, 4:7]
+        self.max_velocity = np.maximum(self.max_velocity, np.abs(self.velocities))
         if first and not np.isnan(pos).any():
             self.positions = pos
             if self.has_mission:  # drawn from the start positions, as at an episode's reset
@@ -164,7 +166,8 @@ class MonitorNode(Node):
         pos = self.positions
         self.trajectory.append(pos.copy())
         if self.coverage_map is not None:
-            O.mark_footprints(self.coverage_map, pos, None, self.cfg)
+            O.mark_footprints(self.coverage_map, pos, None, self.cfg,
+                              O.drone_footprints(self.cfg))  # rows are drones by index
 
     def tick(self) -> None:
         if self.positions is None or self.complete:
@@ -286,6 +289,8 @@ class MonitorNode(Node):
             "near_collisions": self.near_collisions,
             "collision_distance_m": self.cfg.collision_distance,
             "geofence_violations": self.geofence_violations,
+            # per drone, the largest |vx|, |vy|, |vz| in the swarm state: each within its limits
+            "max_velocity_mps": np.round(self.max_velocity, 3).tolist(),
             "complete": self.complete,
             "policy": {k: self.provenance.get(k) for k in ("algorithm", "training_steps",
                                                            "code_version")},

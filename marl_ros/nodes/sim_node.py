@@ -47,7 +47,7 @@ from marl_ros.nodes.messages import (
 from marl_ros.nodes.process import run_node_process
 from marl_ros.runtime import default_bundle, load_swarm_config
 from sim import obs as O
-from sim.config import CONTROL_HZ, PursuitConfig
+from sim.config import CONTROL_HZ
 from sim.drone import VelocityLimits
 from sim.obstacles import obstacles_for_seed
 from sim.physics import PyBulletWorld
@@ -90,10 +90,10 @@ class SimNode(Node):
         n = self.cfg.num_drones
         self.prefix = g("namespace_prefix").value
         self.dt = 1.0 / CONTROL_HZ  # one controller period per tick
-        # Pursuit evaders faster than the pursuers (evader_speed > 1): the controller's clamp
-        # rises to theirs, as in the training simulator (each agent node clamps its own drone).
-        top = max(1.0, float(O.speed_scales(self.cfg).max())) if isinstance(
-            self.cfg, PursuitConfig) else 1.0
+        # Drones faster than the limits (pursuit's evader_speed > 1, a coverage speed factor
+        # > 1): the controller's clamp rises to theirs, as in the training simulator (each agent
+        # node clamps its own drone).
+        top = max(1.0, float(O.speed_scales(self.cfg).max()))
         self.world = PyBulletWorld(n, limits=VelocityLimits(self.cfg.vxy * top, self.cfg.vz * top,
                                                             self.cfg.yaw_rate),
                                    gui=g("gui").value, seed=g("seed").value)
