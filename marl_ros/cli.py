@@ -356,13 +356,19 @@ def eval_team_run(args: argparse.Namespace) -> int:
     report = evaluate_team_run(args.run, backend=args.backend, episodes=args.episodes,
                                seed=args.seed, opponent=args.opponent)
     teams = ", ".join(f"{k} {v}" for k, v in report["teams"].items())
-    print(f"teams ({teams}) on pursuit ({args.backend}, {args.episodes} episodes per matchup; "
-          "pursuers vs evaders, policy = the learned team, most probable actions):")
+    print_matchups(report, f"teams ({teams}) on pursuit ({args.backend}, {args.episodes} episodes "
+                           "per matchup; pursuers vs evaders, policy = the learned team, most "
+                           "probable actions):")
+    return 0
+
+
+def print_matchups(report: dict, header: str) -> None:
+    """A pursuit matchup table (capture rate and time per pairing) and where its JSON went."""
+    print(header)
     for name, row in report["matchups"].items():
         print(f"  {name:>18}: capture rate {100 * row['capture_rate']:5.1f}%, mean capture "
               f"time {row['capture_time']:.1f} steps")
     print(f"wrote {report['json']}")
-    return 0
 
 
 def eval_game_run(args: argparse.Namespace) -> int:
@@ -375,12 +381,9 @@ def eval_game_run(args: argparse.Namespace) -> int:
     report = evaluate_game_run(args.run, episodes=args.episodes, seed=args.seed,
                                backend=args.backend, opponent=args.opponent)
     if "matchups" in report:
-        print(f"{report['algorithm']} on pursuit ({args.backend}, {args.episodes} episodes per "
-              "matchup; pursuers vs evaders, policy = the learned strategies sampled):")
-        for name, row in report["matchups"].items():
-            print(f"  {name:>18}: capture rate {100 * row['capture_rate']:5.1f}%, mean capture "
-                  f"time {row['capture_time']:.1f} steps")
-        print(f"wrote {report['json']}")
+        print_matchups(report, f"{report['algorithm']} on pursuit ({args.backend}, "
+                               f"{args.episodes} episodes per matchup; pursuers vs evaders, "
+                               "policy = the learned strategies sampled):")
         return 0
     returns = ", ".join(f"{k.removeprefix('return_')} {v:.3f}" for k, v in report["policy"].items()
                         if k.startswith("return_"))

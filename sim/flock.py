@@ -343,7 +343,7 @@ def evaluate_baseline(controller: str = "boids", episodes: int = 10, backend: st
     "random" (`sim.scripted.random_walk_actions`, the floor). The same figures and
     evaluation seed as `marl-ros eval`. The scripted controllers read the true states."""
     import sim
-    from sim.scripted import random_walk_actions
+    from sim.scripted import first_episode_figures, random_walk_actions
 
     if controller not in BASELINES:
         raise ValueError(f"controller must be one of {', '.join(BASELINES)} (got {controller!r}).")
@@ -353,26 +353,16 @@ def evaluate_baseline(controller: str = "boids", episodes: int = 10, backend: st
     shape = (venv.num_envs, venv.num_agents)
     keys = ("time_to_goal", "spread", "min_separation", "goal_reached", "episode_return",
             "episode_length", "episode_collisions")
-    figures = {k: np.zeros(episodes) for k in keys}
-    finished = np.zeros(episodes, dtype=bool)
-    try:
-        while not finished.all():
-            target = venv.scenario.target()
-            if controller == "boids":
-                actions = flock_actions(venv.cfg, venv.positions, target, venv.velocities)
-            elif controller == "straight":
-                actions = straight_actions(venv.cfg, venv.positions, target)
-            else:
-                actions = random_walk_actions(venv.cfg, rng, shape)
-            *_, infos = venv.step(actions)
-            first = infos["done"] & ~finished
-            if first.any():
-                for k in keys:
-                    figures[k][first] = infos[k][first]
-            finished |= infos["done"]
-    finally:
-        venv.close()
-    return {k: float(v.mean()) for k, v in figures.items()}
+
+    def choose() -> np.ndarray:
+        target = venv.scenario.target()
+        if controller == "boids":
+            return flock_actions(venv.cfg, venv.positions, target, venv.velocities)
+        if controller == "straight":
+            return straight_actions(venv.cfg, venv.positions, target)
+        return random_walk_actions(venv.cfg, rng, shape)
+
+    return first_episode_figures(venv, choose, keys)
 
 
 __all__ = ["BASELINES", "evaluate_baseline", "FlockScenario", "FlockTracker", "MISSION_SIZE", "centroid_distance",

@@ -85,16 +85,25 @@ def evaluate_coverage_baseline(controller: str = "lawnmower", episodes: int = 10
     pilots = [LawnmowerPilot(venv.cfg, venv.positions[e]) for e in range(venv.num_envs)]
     keys = ("coverage", *(k for k in metrics if k != "coverage"), "episode_return",
             "episode_length", "episode_collisions")
-    figures = {k: np.zeros(episodes) for k in keys}
-    finished = np.zeros(episodes, dtype=bool)
+
+    def choose() -> np.ndarray:
+        if controller == "random":
+            return random_walk_actions(venv.cfg, rng, shape)
+        pos = venv.positions
+        return np.stack([p.actions(pos[e]) for e, p in enumerate(pilots)])
+
+    return first_episode_figures(venv, choose, keys)
+
+
+def first_episode_figures(venv, choose, keys: tuple[str, ...]) -> dict[str, float]:
+    """Step a reset vector env with `choose()`'s actions until every env has finished its
+    first episode; the mean over those episodes of each end-of-episode figure in `keys` (what
+    `marl-ros eval` reports for a policy). Closes the env."""
+    figures = {k: np.zeros(venv.num_envs) for k in keys}
+    finished = np.zeros(venv.num_envs, dtype=bool)
     try:
         while not finished.all():
-            pos = venv.positions
-            if controller == "random":
-                actions = random_walk_actions(venv.cfg, rng, shape)
-            else:
-                actions = np.stack([p.actions(pos[e]) for e, p in enumerate(pilots)])
-            *_, infos = venv.step(actions)
+            *_, infos = venv.step(choose())
             first = infos["done"] & ~finished
             if first.any():
                 for k in keys:

@@ -79,6 +79,26 @@ def ros_domain(domain: int, failures: list[str]) -> Iterator[int]:
             os.environ["ROS_DOMAIN_ID"] = old
 
 
+def ros_fixtures(domain: int, failures: list[str]):
+    """A ROS test file's two fixtures on its own domain: `ros_domain_id` (module scope, autouse:
+    the domain for this process and every node it starts, or a failure naming the ROS packages
+    that do not import) and `probe` (an in-process probe node, closed after each test). Use at
+    module level: `ros_domain_id, probe = ros_fixtures(DOMAIN_ID, ROS_IMPORT_FAILURES)`."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def ros_domain_id():
+        with ros_domain(domain, failures) as value:
+            yield value
+
+    @pytest.fixture
+    def probe():
+        p = Probe(domain)
+        yield p
+        p.close()
+
+    return ros_domain_id, probe
+
+
 def domain_id(offset: int) -> int:
     """A test file's ROS_DOMAIN_ID in 1..101 (FastDDS's safe range), offset per file."""
     return 1 + (os.getpid() + offset) % 101

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_support import Probe, ros_domain, run_swarm_command, skip_module_without_ros
 from ros_support import domain_id as _domain_id
+from ros_support import ros_fixtures, run_swarm_command, skip_module_without_ros
 
 ROS_IMPORT_FAILURES = skip_module_without_ros()
 
@@ -31,17 +31,7 @@ PROFILES = dict(speed_factors=[1.5, 1.5, 0.5, 0.5], footprints=[1, 1, 5, 5])
 SHIPPED = ROOT / "policies" / "zoo" / "coverage_hetero_4"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ros_domain_id():
-    with ros_domain(DOMAIN_ID, ROS_IMPORT_FAILURES) as domain:
-        yield domain
-
-
-@pytest.fixture
-def probe():
-    p = Probe(DOMAIN_ID)
-    yield p
-    p.close()
+ros_domain_id, probe = ros_fixtures(DOMAIN_ID, ROS_IMPORT_FAILURES)
 
 
 @pytest.fixture(scope="module")

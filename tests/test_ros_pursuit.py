@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_support import Probe, ros_domain, run_swarm_command, skip_module_without_ros
+from ros_support import Probe, ros_fixtures, run_swarm_command, skip_module_without_ros
 from ros_support import domain_id as _domain_id
 
 ROS_IMPORT_FAILURES = skip_module_without_ros()
@@ -153,17 +153,7 @@ def drone_view_bundle(tmp_path_factory) -> Path:
                                 num_drones=3, num_pursuers=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ros_domain_id():
-    with ros_domain(DOMAIN_ID, ROS_IMPORT_FAILURES) as domain:
-        yield domain
-
-
-@pytest.fixture
-def probe():
-    p = Probe(DOMAIN_ID)
-    yield p
-    p.close()
+ros_domain_id, probe = ros_fixtures(DOMAIN_ID, ROS_IMPORT_FAILURES)
 
 
 # ------------------------------------------------------------------------------------------------

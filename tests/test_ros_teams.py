@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from ros_support import domain_id as _domain_id
-from ros_support import ros_domain, run_swarm_command, skip_module_without_ros
+from ros_support import ros_fixtures, run_swarm_command, skip_module_without_ros
 
 ROS_IMPORT_FAILURES = skip_module_without_ros()
 
@@ -26,10 +26,7 @@ PURSUERS = ROOT / "policies" / "zoo" / "pursuit_pursuers_2v1"
 EVADER = ROOT / "policies" / "zoo" / "pursuit_evader_2v1"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ros_domain_id():
-    with ros_domain(DOMAIN_ID, ROS_IMPORT_FAILURES) as domain:
-        yield domain
+ros_domain_id, _ = ros_fixtures(DOMAIN_ID, ROS_IMPORT_FAILURES)
 
 
 def fly(out: Path, seed: int, *extra: str) -> tuple[str, dict]:
