@@ -53,3 +53,21 @@ def random_bundle_in(out: Path, scenario: str, **params) -> Path:
                            actors, ObservationNormalizer((venv.observation_size,)), True, 0,
                            network, meta)
     return export_bundle(policy, out)
+
+
+def simulator_episode(bundle: Path, seed: int) -> dict:
+    """The bundle flown by OnnxPolicy in the PyBullet env's episode of `seed` (the start
+    positions, mission or obstacles the simulator node and the monitor draw for the same
+    seed): the world's metrics (drone_0's infos) at the episode's end."""
+    from marl_ros.runtime import OnnxPolicy, load_swarm_config
+    from sim.env import DroneSwarmEnv
+
+    cfg = load_swarm_config(bundle, 4)
+    policy = OnnxPolicy.load(bundle, config=cfg)
+    env = DroneSwarmEnv(cfg, backend="pybullet", render_mode=None, seed=seed)
+    obs, infos = env.reset(seed=seed)
+    while env.agents:
+        actions = {a: policy.run(obs[a], a)["action"][0] for a in env.possible_agents}
+        obs, _, _, _, infos = env.step(actions)
+    env.close()
+    return infos["drone_0"]

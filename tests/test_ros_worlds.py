@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_support import random_bundle_in
+from export_support import random_bundle_in, simulator_episode
 from ros_support import domain_id as _domain_id
 from ros_support import ros_fixtures, run_swarm_command, skip_module_without_ros
 
@@ -180,24 +180,6 @@ def test_marl_ros_swarm_flies_a_mission_world_to_its_report(world, bundles, tmp_
     assert 1 <= report["steps"] <= 16
     metrics = report["mission"]
     assert set(metrics) == set(make_scenario(sim.make_config(world), 1).tracker.metrics())
-
-
-def simulator_episode(bundle: Path, seed: int) -> dict:
-    """The bundle flown by OnnxPolicy in the PyBullet env's episode of `seed` (the start
-    positions and the mission the simulator node and the monitor draw for the same seed):
-    the world's metrics at the episode's end."""
-    from marl_ros.runtime import OnnxPolicy, load_swarm_config
-    from sim.env import DroneSwarmEnv
-
-    cfg = load_swarm_config(bundle, 4)
-    policy = OnnxPolicy.load(bundle, config=cfg)
-    env = DroneSwarmEnv(cfg, backend="pybullet", render_mode=None, seed=seed)
-    obs, infos = env.reset(seed=seed)
-    while env.agents:
-        actions = {a: policy.run(obs[a], a)["action"][0] for a in env.possible_agents}
-        obs, _, _, _, infos = env.step(actions)
-    env.close()
-    return infos["drone_0"]
 
 
 @pytest.mark.slow  # three whole graphs, ~15 s each
