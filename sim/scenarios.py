@@ -45,7 +45,7 @@ def start_positions(cfg: SwarmConfig, rng: np.random.Generator, count: int) -> n
 
 def pairwise_distances(pos: np.ndarray) -> np.ndarray:
     """(E, N, N) distances, +inf on the diagonal."""
-    d = np.linalg.norm(pos[:, :, None, :] - pos[:, None, :, :], axis=-1)
+    d = O.norms(pos[:, :, None, :] - pos[:, None, :, :])
     n = pos.shape[1]
     d[:, np.arange(n), np.arange(n)] = np.inf
     return d
@@ -305,7 +305,7 @@ class SpreadScenario(Scenario):
         """(E, L) distance from each landmark to its nearest drone, and that drone's index."""
         if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
             return neighbours.nearest_drones(self.landmarks, pos)
-        d = np.linalg.norm(self.landmarks[:, :, None, :] - pos[:, None, :, :], axis=-1)
+        d = O.norms(self.landmarks[:, :, None, :] - pos[:, None, :, :])
         return d.min(axis=2), d.argmin(axis=2)
 
     def nearest_distances(self, pos: np.ndarray) -> np.ndarray:
