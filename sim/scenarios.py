@@ -8,6 +8,8 @@ landmarks). Observations come from `sim.obs`, the contract shared with the robot
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from sim import neighbours
@@ -63,12 +65,22 @@ def own_safety_counts(pos: np.ndarray, cfg: SwarmConfig) -> tuple[np.ndarray, np
 
 def safety_counts(pos: np.ndarray, cfg: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
     """Near-collision pairs and drones outside the geofence, per env: (E,), (E,)."""
-    if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
+    n = pos.shape[1]
+    if n > neighbours.DENSE_MAX_DRONES:
         close = neighbours.close_pair_counts(pos, cfg.collision_distance)
-    else:
-        close = np.triu(pairwise_distances(pos) < cfg.collision_distance, k=1).sum(axis=(1, 2))
+    else:  # each pair once, pairs first (outer axis: cheap to sum over)
+        first, second = _drone_pairs(n)
+        drones = pos.transpose(1, 0, 2)
+        d = O.norms(np.take(drones, first, axis=0) - np.take(drones, second, axis=0))
+        close = (d < cfg.collision_distance).sum(axis=0)
     outside = (~O.inside_geofence(pos, cfg)).sum(axis=1)
     return close, outside
+
+
+@functools.cache
+def _drone_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The drone pairs i < j of N drones (`np.triu_indices`), made once per N."""
+    return np.triu_indices(n, 1)
 
 
 class Scenario:
@@ -305,12 +317,20 @@ class SpreadScenario(Scenario):
         """(E, L) distance from each landmark to its nearest drone, and that drone's index."""
         if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
             return neighbours.nearest_drones(self.landmarks, pos)
-        d = O.norms(self.landmarks[:, :, None, :] - pos[:, None, :, :])
-        return d.min(axis=2), d.argmin(axis=2)
+        d = self._drone_landmark_distances(pos)
+        return d.min(axis=0), d.argmin(axis=0)
 
     def nearest_distances(self, pos: np.ndarray) -> np.ndarray:
         """(E, L) distance from each landmark to its nearest drone."""
-        return self.nearest_drones(pos)[0]
+        if pos.shape[1] > neighbours.DENSE_MAX_DRONES:
+            return neighbours.nearest_drones(self.landmarks, pos)[0]
+        return self._drone_landmark_distances(pos).min(axis=0)
+
+    def _drone_landmark_distances(self, pos: np.ndarray) -> np.ndarray:
+        """(N, E, L) distance from every drone to every landmark of its env, drones first: the
+        nearest drone is then a reduction over the outer axis, several times cheaper than over
+        a short inner one."""
+        return O.norms(self.landmarks[None] - pos.transpose(1, 0, 2)[:, :, None, :])
 
     def task_shares(self, pos: np.ndarray) -> np.ndarray:
         """Each drone's share of the step's reward, (E, N): minus the distances of the
