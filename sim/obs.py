@@ -176,13 +176,12 @@ def _nearest(rel_pos, dist, own_vel, other_vel, heard, cfg, other_teams=None):
                        kind="stable")[:, :take]
     entry = order + np.arange(0, order.shape[0] * m, m)[:, None]  # into the (R * M) entries
     present = np.take(heard_rows, entry)  # the heard sort first (the others are at inf)
-    # Gathers of the flat (R * M, 3) entries, and the velocities of the K only.
-    vel = np.broadcast_to(other_vel, rel_pos.shape).reshape(-1, 3)
-    own = np.broadcast_to(own_vel, rel_pos.shape[:-2] + (3,)).reshape(-1, 3)
-    rel_vel = np.take(vel, entry, axis=0) - np.take(own, entry // m, axis=0)
-    flat_out[:, :take, 0:3] = (np.take(rel_pos.reshape(-1, 3), entry, axis=0)
-                               * (present / cfg.comm_radius)[..., None])
-    flat_out[:, :take, 3:6] = rel_vel * (present / cfg.vxy)[..., None]
+    rel_vel = (other_vel - own_vel[..., None, :]).reshape(-1, 3)
+    # Products straight into the float32 output (computed in float64, then rounded, as before).
+    np.multiply(np.take(rel_pos.reshape(-1, 3), entry, axis=0),
+                (present / cfg.comm_radius)[..., None], out=flat_out[:, :take, 0:3])
+    np.multiply(np.take(rel_vel, entry, axis=0), (present / cfg.vxy)[..., None],
+                out=flat_out[:, :take, 3:6])
     flat_out[:, :take, 6] = present
     if teams is not None:
         flags = np.broadcast_to(np.asarray(other_teams, dtype=OBS_DTYPE), heard.shape).reshape(-1)
