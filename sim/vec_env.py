@@ -143,9 +143,8 @@ class VecEnv:
             if actions.shape != (e, n, 4):
                 raise ValueError(f"continuous actions must have shape (num_envs, num_agents, 4) = "
                                  f"{(e, n, 4)} (got {actions.shape}).")
-            bad = ~np.isfinite(actions).all(axis=-1)
-            if bad.any():
-                env, agent = np.argwhere(bad)[0]
+            if not np.isfinite(actions).all():  # one flat check; the rows only to name one
+                env, agent = np.argwhere(~np.isfinite(actions).all(axis=-1))[0]
                 raise ValueError(f"action for {self.agents[agent]} (env {env}) is not finite "
                                  f"({actions[env, agent].tolist()}); actions must be numbers in [-1, 1].")
             return np.clip(actions, -1.0, 1.0) * self._scale
