@@ -330,7 +330,7 @@ class SpreadScenario(Scenario):
         """(N, E, L) distance from every drone to every landmark of its env, drones first: the
         nearest drone is then a reduction over the outer axis, several times cheaper than over
         a short inner one."""
-        return O.norms(self.landmarks[None] - pos.transpose(1, 0, 2)[:, :, None, :])
+        return O.norms(O.relative(self.landmarks[None], pos.transpose(1, 0, 2)))
 
     def task_shares(self, pos: np.ndarray) -> np.ndarray:
         """Each drone's share of the step's reward, (E, N): minus the distances of the
