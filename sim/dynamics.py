@@ -1,11 +1,12 @@
 """One batched dynamics interface over the two backends, for the vector environment.
 
     dyn = make_dynamics("pybullet" | "fast", num_envs, num_drones, policy_hz=8, limits=limits)
-    dyn.reset(env_ids, positions, yaws); dyn.step(setpoints); dyn.state()
+    dyn.reset(env_ids, positions, yaws); dyn.step(setpoints); dyn.state(); dyn.kinematics()
 
 Scenario logic (rewards, observations, resets) lives above this line and is shared; only what
 happens between two policy steps differs. Shapes: setpoints (E, N, 4) = (vx, vy, vz, yaw_rate)
-world ENU; state (E, N, 12) = position, velocity (world), roll/pitch/yaw, body rates.
+world ENU; state (E, N, 12) = position, velocity (world), roll/pitch/yaw, body rates;
+kinematics: its position and velocity, (E, N, 3) each.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Dynamics(Protocol):
     def reset(self, env_ids: np.ndarray, positions: np.ndarray, yaws: np.ndarray | None = None) -> None: ...
     def step(self, setpoints: np.ndarray) -> None: ...
     def state(self) -> np.ndarray: ...
+    def kinematics(self) -> tuple[np.ndarray, np.ndarray]: ...
     @property
     def physics_steps(self) -> int: ...
     def close(self) -> None: ...
@@ -97,6 +99,11 @@ class PyBulletDynamics:
     def state(self) -> np.ndarray:
         """(E, N, 12) float64 states of all worlds."""
         return np.stack([w.state() for w in self.worlds])
+
+    def kinematics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities (E, N, 3) each: the first columns of `state()`."""
+        state = self.state()
+        return state[..., 0:3], state[..., 3:6]
 
     def set_obstacles(self, env_ids: np.ndarray, centres: np.ndarray, half_sizes: np.ndarray,
                       boxes: np.ndarray) -> None:

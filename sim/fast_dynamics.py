@@ -177,7 +177,7 @@ class FastDynamics:
     """`num_envs` x `num_drones` drones flown by the fitted closed-loop model, all at once.
 
     Same interface as the PyBullet backend (see sim.dynamics): reset / step / state /
-    physics_steps / close; state() has the same (E, N, 12) layout.
+    kinematics / physics_steps / close; state() has the same (E, N, 12) layout.
     """
 
     def __init__(self, num_envs: int, num_drones: int, *, policy_hz: float = 8,
@@ -285,6 +285,22 @@ class FastDynamics:
         if self.sensor_noise > 0.0:
             out[..., :6] += self._rng.normal(0.0, self.sensor_noise, out[..., :6].shape)
         return out
+
+    def kinematics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities (E, N, 3) each: `state()[..., 0:3]` and `[..., 3:6]`, the
+        same numbers without building the attitude columns (the vector env's every step)."""
+        if self.sensor_noise > 0.0:  # the noise draw is state()'s
+            state = self.state()
+            return state[..., 0:3], state[..., 3:6]
+        xy_model, z = self._xy_model, self._x[..., 0, :]
+        pos = np.empty(z.shape[:-1] + (3,))
+        vel = np.empty_like(pos)
+        pos[..., :2] = xy_model.position(self._xy)
+        pos[..., 2] = z[..., 0]
+        vel[..., :2] = xy_model.velocity(self._xy)
+        terms = z * self._lin_velocity[0]
+        vel[..., 2] = terms[..., 0] + terms[..., 1] + terms[..., 2]  # as state()'s lin_vel
+        return pos, vel
 
     def close(self) -> None:
         """Nothing to release; present for interface parity with the PyBullet backend."""

@@ -249,9 +249,7 @@ class VecEnv:
             self._commands[-1] = setpoints
             setpoints = flown
         self.dynamics.step(self.scenario.fly(setpoints))
-        state = self.dynamics.state()
-        self._pos[:] = state[..., 0:3]
-        self._vel[:] = state[..., 3:6]
+        self._pos[:], self._vel[:] = self.dynamics.kinematics()
         self.t += 1
 
         zero_sum = self.scenario.zero_sum
