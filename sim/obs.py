@@ -139,9 +139,8 @@ def relative(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
     The same numbers, computed on rows of M x 3 coordinates against the origin repeated M
     times: numpy's loop over a broadcast length-3 axis costs twice that on a step's arrays."""
     m = points.shape[-2]
-    shape = np.broadcast_shapes(points.shape[:-2], origin.shape[:-1]) + (m, 3)
-    rows = np.reshape(points, points.shape[:-2] + (m * 3,))
-    return (rows - np.tile(origin, m)).reshape(shape)
+    rows = np.reshape(points, points.shape[:-2] + (m * 3,)) - np.tile(origin, m)
+    return rows.reshape(rows.shape[:-1] + (m, 3))
 
 
 def heard_mask(own_pos: np.ndarray, other_pos: np.ndarray, other_valid: np.ndarray | None,
