@@ -154,12 +154,12 @@ class HorizontalModel:
         np.maximum(integral, -self.integral_limit, out=integral)
         cmd = self.gain * error + self.integral_gain * integral
         # Norm limit of the 2-D demand: scale = a_max / max(|cmd|, a_max).
-        cx, cy = cmd[..., 0], cmd[..., 1]
-        norm = np.sqrt(cx * cx + cy * cy)
+        squares = cmd * cmd
+        norm = np.sqrt(squares[..., 0] + squares[..., 1])
         np.maximum(norm, self.max_acceleration, out=norm)
         scale = self.max_acceleration / norm
-        cx *= scale  # per axis: a broadcast over the short last axis costs several times more
-        cy *= scale
+        cmd[..., 0] *= scale  # per axis: a broadcast over the short last axis costs more
+        cmd[..., 1] *= scale
         out = state.reshape(-1, 8) @ self.transition_t
         out += cmd.reshape(-1, 2) @ self._input_gain
         out = out.reshape(state.shape)
