@@ -628,7 +628,8 @@ class FormationConfig(SwarmConfig):
 
     Reward per step: minus the shape error (the mean drone-to-slot distance under the optimal
     assignment, metres) times `shape_weight`, minus the usual collision and geofence
-    penalties. Metric: `shape_error`, its mean over the episode's steps.
+    penalties; with `agent_rewards`, each drone's own distance to its assigned slot instead.
+    Metric: `shape_error`, its mean over the episode's steps.
     """
 
     shape: str = "wedge"
@@ -700,7 +701,7 @@ class FlockConfig(SwarmConfig):
     times `goal_weight`, `goal_bonus` when every drone is inside (which ends the episode),
     minus `time_penalty` per step, minus the Reynolds costs (cohesion, alignment, separation
     below `separation_distance`) times their weights, minus the usual collision and geofence
-    penalties.
+    penalties. The reward is the group's: there is no per-drone split (`agent_rewards`).
     """
 
     arena_size: float = 6.0
@@ -762,6 +763,10 @@ class FlockConfig(SwarmConfig):
         _require(low <= high,
                  f"goal_radius={self.goal_radius} does not fit in arena_size={self.arena_size}; "
                  f"use goal_radius <= {self.arena_size / 2}.")
+        _require(not self.agent_rewards,
+                 "agent_rewards=true needs each drone's own share of the task reward, and "
+                 "flock's reward is the group's (the centroid's progress, the Reynolds terms); "
+                 "train flock on the team reward (env.agent_rewards=false).")
         reach = math.hypot(self.arena_size, self.arena_size)
         _require(self.goal_distance < reach,
                  f"goal_distance must be shorter than the arena's diagonal ({reach:.2f} m) "

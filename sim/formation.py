@@ -102,8 +102,9 @@ def _permutations(n: int) -> np.ndarray:
 _PERMS = {n: _permutations(n) for n in range(1, 5)}
 
 
-def shape_error(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
-    """Mean drone-to-slot distance under the best assignment of drones to slots, (...,) metres.
+def matched_distances(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
+    """Each drone's distance to its slot under the best assignment of drones to slots (the
+    one with the least total distance), (..., N) metres.
 
     pos, slot_pos: (..., N, 3). Up to 7 drones every assignment is scored at once (24 for
     4 drones); beyond, scipy's Hungarian algorithm per swarm."""
@@ -117,13 +118,20 @@ def shape_error(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
         perms = _PERMS.get(n)
         if perms is None:
             perms = _PERMS[n] = _permutations(n)
-        total = cost[:, np.arange(n), perms].sum(axis=-1)  # (B, P)
-        best = total.min(axis=-1)
+        each = cost[:, np.arange(n), perms]  # (B, P, N): drone i in slot perms[p, i]
+        best = each.sum(axis=-1).argmin(axis=-1)
+        matched = each[np.arange(len(each)), best]
     else:
         from scipy.optimize import linear_sum_assignment
 
-        best = np.array([c[linear_sum_assignment(c)].sum() for c in cost])
-    return (best / n).reshape(batch)
+        matched = np.array([c[linear_sum_assignment(c)] for c in cost]).reshape(-1, n)
+    return matched.reshape(batch + (n,))
+
+
+def shape_error(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
+    """Mean drone-to-slot distance under the best assignment of drones to slots, (...,) metres
+    (`matched_distances` averaged over the drones)."""
+    return matched_distances(pos, slot_pos).mean(axis=-1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -227,6 +235,15 @@ class FormationScenario(MissionScenario):
         reward = -self.cfg.shape_weight * error
         return reward, np.zeros(self.num_envs, dtype=bool), self.tracker.metrics()
 
+    def task_shares(self, pos):
+        """Each drone's share of the step's task reward, (E, N) (`agent_rewards=True`): minus
+        shape_weight times its own distance to its slot under the optimal assignment, over N.
+        The drones' sum is the reward `progress` is about to pay (called before it, so the
+        target is the one of the step being scored)."""
+        target = mission_target(self.cfg, self.missions, self.steps + 1)
+        distances = matched_distances(pos, slots(self.cfg, true_reference(self.cfg, pos, target)))
+        return -self.cfg.shape_weight * distances / self.cfg.num_drones
+
     @property
     def state_size(self) -> int:
         return self.cfg.num_drones * 6 + 7
@@ -306,5 +323,5 @@ def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend:
 
 
 __all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "evaluate_baseline", "feature_layout",
-           "formation_actions", "formation_features", "mission_target", "observed_reference",
+           "formation_actions", "formation_features", "matched_distances", "mission_target", "observed_reference",
            "sample_mission", "shape_error", "slot_offsets", "slots", "uses_target"]

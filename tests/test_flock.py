@@ -28,6 +28,7 @@ def place(venv, positions, env=0):
     (dict(goal_radius=4.0), "goal_radius=4.0 does not fit in arena_size=6.0"),
     (dict(goal_distance=9.0), "goal_distance must be shorter than the arena's diagonal"),
     (dict(arena_size=1.0), "does not fit in arena_size=1.0"),
+    (dict(agent_rewards=True), "flock's reward is the group's"),
 ])
 def test_bad_configuration_is_one_sentence_naming_the_parameter(params, message):
     with pytest.raises(ConfigError, match=message) as err:

@@ -192,6 +192,41 @@ def test_reward_is_minus_the_shape_error_and_the_metric_its_episode_mean():
     assert info["shape_error"][0] == pytest.approx((first + err) / 2)  # the mean of the 2 steps
 
 
+def test_matched_distances_are_each_drones_own_under_the_best_assignment():
+    rng = np.random.default_rng(1)
+    pos, slot = rng.uniform(0, 5, (32, 6, 3)), rng.uniform(0, 5, (32, 6, 3))
+    cost = np.linalg.norm(pos[:, :, None] - slot[:, None], axis=-1)
+    for c, got in zip(cost, F.matched_distances(pos, slot), strict=True):
+        best = min(itertools.permutations(range(6)), key=lambda p: c[range(6), list(p)].sum())
+        np.testing.assert_allclose(got, c[range(6), list(best)])
+    pos9, slot9 = rng.uniform(0, 5, (4, 9, 3)), rng.uniform(0, 5, (4, 9, 3))  # scipy path
+    np.testing.assert_allclose(F.matched_distances(pos9, slot9).mean(axis=-1),
+                               F.shape_error(pos9, slot9))
+
+
+@pytest.mark.parametrize("reference", ["moving", "centroid"])
+def test_agent_rewards_pay_each_drone_its_own_slot_distance(reference):
+    venv = sim.make_vec_env("formation", 3, seed=0, reference=reference, agent_rewards=True)
+    team = sim.make_vec_env("formation", 3, seed=0, reference=reference)
+    venv.reset(seed=0)
+    team.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(120):  # over an autoreset: the shares follow the new episode's target
+        actions = rng.uniform(-1, 1, (3, 4, 4))
+        _, own, *_, infos = venv.step(actions)
+        _, paid, *_ = team.step(actions)
+        np.testing.assert_allclose(own.mean(axis=1), paid[:, 0], rtol=1e-5, atol=1e-6)
+    venv = sim.make_vec_env("formation", 1, seed=0, autoreset=False, reference_speed=0.0,
+                            collision_penalty=0.0, geofence_penalty=0.0, agent_rewards=True)
+    venv.reset(seed=0)
+    slots_now = F.slots(venv.cfg, venv.scenario.target()[0, :3])
+    off = slots_now[[1, 3, 0, 2]]
+    off[2, 1] += 0.4  # the third drone 0.4 m off its (nearest) slot, the others in theirs
+    place(venv, off)
+    _, own, *_ = venv.step(np.zeros((1, 4, 4)))
+    np.testing.assert_allclose(own[0], [0.0, 0.0, -0.4, 0.0], atol=0.03)
+
+
 def test_episode_truncates_and_reports_metrics():
     venv = sim.make_vec_env("formation", 4, seed=1, max_steps=5)
     venv.reset(seed=1)
