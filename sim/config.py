@@ -90,6 +90,10 @@ class SwarmConfig:
     collision_distance: float = 0.3
     collision_penalty: float = 0.05
     geofence_penalty: float = 0.05
+    # Reward minus this times each drone's squared change of commanded velocity since its last
+    # command (each axis over its limit, so a full reversal on one axis costs 4), averaged
+    # over the drones: smooth commands instead of bang-bang chatter. 0 = off.
+    command_change_penalty: float = 0.0
     # Pay each drone its own share of the team reward (times N, so that the drones' mean is
     # the team reward) instead of the team reward: see sim.vec_env. The mean-field family sets it.
     agent_rewards: bool = False
@@ -110,7 +114,8 @@ class SwarmConfig:
     scenario = "base"
     # Fields that do not change what an agent observes; they stay out of the observation hash.
     SIM_ONLY = (
-        "action_mode", "max_steps", "collision_penalty", "geofence_penalty", "agent_rewards", "drag",
+        "action_mode", "max_steps", "collision_penalty", "geofence_penalty", "command_change_penalty",
+        "agent_rewards", "drag",
         "ground_effect", "sensor_noise", "actuation_delay", "randomize", "gui",
         "collision_distance", "start_altitude", "yaw_rate",
         "odom_latency", "odom_period", "neighbour_drop", "command_delay",
@@ -168,7 +173,8 @@ class SwarmConfig:
         _require(self.altitude_min <= self.start_altitude <= self.altitude_max,
                  f"start_altitude must lie in [altitude_min, altitude_max] = "
                  f"[{self.altitude_min}, {self.altitude_max}] (got {self.start_altitude!r}).")
-        for name in ("collision_penalty", "geofence_penalty", "sensor_noise", "randomize"):
+        for name in ("collision_penalty", "geofence_penalty", "command_change_penalty",
+                     "sensor_noise", "randomize"):
             value = getattr(self, name)
             _require(isinstance(value, int | float) and math.isfinite(value) and value >= 0,
                      f"{name} must be a finite number >= 0 (got {value!r}).")
@@ -540,6 +546,10 @@ class PursuitConfig(SwarmConfig):
             value = getattr(self, name)
             _require(isinstance(value, int) and value >= 1,
                      f"{name} must be an integer >= 1 (got {value!r}).")
+        _require(not self.command_change_penalty,
+                 "command_change_penalty must be 0 for pursuit: its two teams' rewards are "
+                 "zero-sum and a penalty on either side would break that (got "
+                 f"{self.command_change_penalty!r}).")
         total = self.num_pursuers + self.num_evaders
         _require(self.num_drones == total,
                  f"num_drones must equal num_pursuers + num_evaders = {total} (got "

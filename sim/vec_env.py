@@ -17,6 +17,9 @@ cell under k footprints counting 1/k; spread, minus the distances of the landmar
 nearest drone to) minus its own penalties (half of each near-collision it is in, its own
 geofence violation). Independent learners of large swarms (the mean-field family) learn
 from it; the team reward of a 64-drone swarm says little about one drone's action.
+`command_change_penalty` > 0 also charges each drone the squared change of its commanded
+velocity since its last command (each axis over its limit), averaged over the drones in the
+team reward, its own in its share: a policy that reverses its command every tick pays for it.
 
 Pursuit (a zero-sum game, `sim.config.PursuitConfig`) always pays each drone its team's
 reward, penalties included (the scenario's `drone_rewards`): every pursuer
@@ -117,6 +120,9 @@ class VecEnv:
         self._measured = np.zeros((cfg.odom_latency + 1, num_envs, self.num_agents, 6))  # newest first
         self._perceived = np.zeros((num_envs, self.num_agents, 6))  # position, velocity held
         self._commands = np.zeros((cfg.command_delay, num_envs, self.num_agents, 4))  # oldest first
+        # The last command of each drone (velocity over its limits), for command_change_penalty.
+        self._last_command = np.zeros((num_envs, self.num_agents, 3))
+        self._command_scale = np.array([cfg.vxy, cfg.vxy, cfg.vz])
         # Obstacles (coverage): the PyBullet worlds get each episode's layout as static bodies;
         # range readings come from the backend's own sensing (PyBullet rays, the fast backend
         # the analytic cast), taken from the true positions as a drone's sensor takes them.
@@ -196,6 +202,7 @@ class VecEnv:
         self.episode_collisions[env_ids] = 0
         self.episode_geofence[env_ids] = 0
         self._commands[:, env_ids] = 0.0  # hover until the first command arrives
+        self._last_command[env_ids] = 0.0  # the drones start hovering
         if self._perceives:
             self._measure(env_ids)
 
@@ -243,6 +250,11 @@ class VecEnv:
             raise RuntimeError("call reset() before step(); with autoreset=False, reset after an "
                                "episode ends.")
         setpoints = self.action_to_setpoint(actions)
+        change = None
+        if self.cfg.command_change_penalty:  # each drone's squared command change, (E, N)
+            command = setpoints[..., :3] / self._command_scale
+            change = np.square(command - self._last_command).sum(axis=-1)
+            self._last_command = command
         if self.cfg.command_delay:  # fly the oldest queued command, queue the new one
             flown = self._commands[0].copy()
             self._commands = np.roll(self._commands, -1, axis=0)
@@ -264,10 +276,14 @@ class VecEnv:
         else:
             reward = (task_reward - self.cfg.collision_penalty * collisions
                       - self.cfg.geofence_penalty * outside)
+            if change is not None:
+                reward = reward - self.cfg.command_change_penalty * change.mean(axis=1)
             if shares is not None:  # each drone's share of the team reward, times N
                 close_own, outside_own = own_safety_counts(self._pos, self.cfg)
                 rewards = n * (shares - self.cfg.collision_penalty * close_own
                                - self.cfg.geofence_penalty * outside_own)
+                if change is not None:  # its own command change
+                    rewards -= self.cfg.command_change_penalty * change
             else:
                 rewards = np.repeat(reward[:, None], n, axis=1)
         self.episode_return += reward

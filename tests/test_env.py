@@ -186,6 +186,33 @@ def test_near_collisions_and_geofence_are_penalised():
     assert rew[0, 0] < 0 and rew2[0, 0] == pytest.approx(-2 * venv.cfg.geofence_penalty)
 
 
+@pytest.mark.parametrize("agent_rewards", [False, True])
+def test_command_change_penalty_charges_each_drones_change_of_command(agent_rewards):
+    params = dict(num_drones=2, command_change_penalty=0.5, agent_rewards=agent_rewards)
+    venv = sim.make_vec_env("spread", 2, backend="fast", seed=0, **params)
+    plain = sim.make_vec_env("spread", 2, backend="fast", seed=0, num_drones=2,
+                             agent_rewards=agent_rewards)
+    venv.reset(seed=0)
+    plain.reset(seed=0)
+    up = np.zeros((2, 2, 4))
+    up[0, 0, 2] = 1.0  # env 0: drone 0 climbs at full vz, from hovering: a change of 1
+    down = -up  # then reverses: a change of 2 on one axis, squared 4
+    expected = {0: [[1.0, 0.0], [0.0, 0.0]], 1: [[4.0, 0.0], [0.0, 0.0]],
+                2: [[0.0, 0.0], [0.0, 0.0]]}  # holding a command costs nothing
+    for k, actions in enumerate((up, down, down)):
+        _, rew, *_, info = venv.step(actions)
+        _, base, *_, base_info = plain.step(actions)
+        change = np.array(expected[k])
+        np.testing.assert_allclose(info["team_reward"], base_info["team_reward"]
+                                   - 0.5 * change.mean(axis=1), atol=1e-5)
+        if agent_rewards:  # the drone that changed its command pays, the other not
+            np.testing.assert_allclose(rew, base - 0.5 * change, atol=1e-5)
+    with pytest.raises(ConfigError, match="command_change_penalty must be a finite number >= 0"):
+        sim.make_vec_env("spread", 1, command_change_penalty=-1.0)
+    with pytest.raises(ConfigError, match="command_change_penalty must be 0 for pursuit"):
+        sim.make_vec_env("pursuit", 1, command_change_penalty=0.1)
+
+
 def test_spread_reward_is_negative_distance_to_landmarks():
     venv = sim.make_vec_env("spread", 1, backend="fast", seed=0, collision_penalty=0.0,
                             geofence_penalty=0.0)
