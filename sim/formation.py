@@ -102,30 +102,46 @@ def _permutations(n: int) -> np.ndarray:
 _PERMS = {n: _permutations(n) for n in range(1, 5)}
 
 
-def matched_distances(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
-    """Each drone's distance to its slot under the best assignment of drones to slots (the
-    one with the least total distance), (..., N) metres.
-
-    pos, slot_pos: (..., N, 3). Up to 7 drones every assignment is scored at once (24 for
-    4 drones); beyond, scipy's Hungarian algorithm per swarm."""
+def _slot_costs(pos: np.ndarray, slot_pos: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Every drone-to-slot distance, (B, N, N) with the batch flattened, and the batch shape."""
     pos = np.asarray(pos, dtype=np.float64)
     slot_pos = np.asarray(slot_pos, dtype=np.float64)
     n = pos.shape[-2]
     batch = np.broadcast_shapes(pos.shape[:-2], slot_pos.shape[:-2])
     cost = np.linalg.norm(pos[..., :, None, :] - slot_pos[..., None, :, :], axis=-1)
-    cost = np.broadcast_to(cost, batch + (n, n)).reshape(-1, n, n)
+    return np.broadcast_to(cost, batch + (n, n)).reshape(-1, n, n), batch
+
+
+def _best_slots(cost: np.ndarray) -> np.ndarray:
+    """The slot of each drone under the assignment of least total distance, (B, N), for
+    costs (B, N, N). Up to 7 drones every assignment is scored at once (24 for 4 drones);
+    beyond, scipy's Hungarian algorithm per swarm."""
+    n = cost.shape[-1]
     if n <= _PERMUTATION_MAX_DRONES:
         perms = _PERMS.get(n)
         if perms is None:
             perms = _PERMS[n] = _permutations(n)
-        each = cost[:, np.arange(n), perms]  # (B, P, N): drone i in slot perms[p, i]
-        best = each.sum(axis=-1).argmin(axis=-1)
-        matched = each[np.arange(len(each)), best]
-    else:
-        from scipy.optimize import linear_sum_assignment
+        total = cost[:, np.arange(n), perms].sum(axis=-1)  # (B, P): drone i in slot perms[p, i]
+        return perms[total.argmin(axis=-1)]
+    from scipy.optimize import linear_sum_assignment
 
-        matched = np.array([c[linear_sum_assignment(c)] for c in cost]).reshape(-1, n)
-    return matched.reshape(batch + (n,))
+    return np.array([linear_sum_assignment(c)[1] for c in cost], dtype=np.intp).reshape(-1, n)
+
+
+def best_assignment(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
+    """The slot index of each drone under the assignment of least total drone-to-slot
+    distance, (..., N), for positions and slots (..., N, 3)."""
+    cost, batch = _slot_costs(pos, slot_pos)
+    return _best_slots(cost).reshape(batch + (cost.shape[-1],))
+
+
+def matched_distances(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
+    """Each drone's distance to its slot under the best assignment (`best_assignment`),
+    (..., N) metres; pos, slot_pos: (..., N, 3)."""
+    cost, batch = _slot_costs(pos, slot_pos)
+    slot = _best_slots(cost)
+    matched = np.take_along_axis(cost, slot[..., None], axis=-1)[..., 0]
+    return matched.reshape(batch + (cost.shape[-1],))
 
 
 def shape_error(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
@@ -264,10 +280,12 @@ class FormationScenario(MissionScenario):
 # The scripted baseline
 # ----------------------------------------------------------------------------------------
 def formation_actions(cfg: FormationConfig, positions: np.ndarray, target: np.ndarray | None,
-                      velocities: np.ndarray | None = None, gain: float = 2.0) -> np.ndarray:
+                      velocities: np.ndarray | None = None, gain: float = 2.0,
+                      assignment: np.ndarray | None = None) -> np.ndarray:
     """Continuous actions (..., N, 4): drone i flies to slot i (its index, no matching, no
-    collision avoidance) with a proportional law on the position error (`gain`, 1/s) plus
-    the reference's velocity as feed-forward, at start altitude, no yaw.
+    collision avoidance), or to slot assignment[..., i] when given, with a proportional law
+    on the position error (`gain`, 1/s) plus the reference's velocity as feed-forward, at
+    start altitude, no yaw.
 
     positions: (..., N, 3) true positions; target: (..., 6) the mission target (moving) or
     None (centroid: the true centroid of `positions`, with the drones' mean `velocities` as
@@ -281,6 +299,8 @@ def formation_actions(cfg: FormationConfig, positions: np.ndarray, target: np.nd
         ref_vel = (np.zeros_like(ref_pos) if velocities is None
                    else np.asarray(velocities, dtype=np.float64).mean(axis=-2))
     goal = slots(cfg, ref_pos)
+    if assignment is not None:
+        goal = np.take_along_axis(goal, np.asarray(assignment)[..., None], axis=-2)
     goal[..., 2] = cfg.start_altitude
     setpoint = ref_vel[..., None, :] + gain * (goal - positions)
     actions = np.zeros(positions.shape[:-1] + (4,))
@@ -291,8 +311,11 @@ def formation_actions(cfg: FormationConfig, positions: np.ndarray, target: np.nd
 def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend: str = "pybullet",
                       seed: int = 12345, **params) -> dict[str, float]:
     """Mean end-of-episode figures of a baseline over `episodes` episodes run at once:
-    "scripted" (`formation_actions`), "random" (`sim.scripted.random_walk_actions`, the
-    floor) or "hover". The same figures and evaluation seed as `marl-ros eval`."""
+    "scripted" (`formation_actions`, slot i for drone i), "matched" (the same law, each drone
+    to its slot under the best assignment from the start positions, kept for the episode: a
+    centralised planner's reference, not a decentralised policy), "random"
+    (`sim.scripted.random_walk_actions`, the floor) or "hover". The same figures and
+    evaluation seed as `marl-ros eval`."""
     import sim
     from sim.scripted import random_walk_actions
 
@@ -301,17 +324,21 @@ def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend:
     rng = np.random.default_rng(seed)
     venv.reset(seed=seed)
     shape = (venv.num_envs, venv.num_agents)
+    assignment = None
+    if controller == "matched":
+        reference = true_reference(venv.cfg, venv.positions, venv.scenario.target())
+        assignment = best_assignment(venv.positions, slots(venv.cfg, reference))
     try:
         while True:
-            if controller == "scripted":
+            if controller in ("scripted", "matched"):
                 actions = formation_actions(venv.cfg, venv.positions, venv.scenario.target(),
-                                            venv.velocities)
+                                            venv.velocities, assignment=assignment)
             elif controller == "random":
                 actions = random_walk_actions(venv.cfg, rng, shape)
             elif controller == "hover":
                 actions = np.zeros(shape + (4,))
             else:
-                raise ValueError(f"controller must be scripted, random or hover (got "
+                raise ValueError(f"controller must be scripted, matched, random or hover (got "
                                  f"{controller!r}).")
             *_, infos = venv.step(actions)
             if infos["done"].all():  # every episode has the same length
@@ -322,6 +349,6 @@ def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend:
     return {k: float(np.mean(infos[k])) for k in keys}
 
 
-__all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "evaluate_baseline", "feature_layout",
+__all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "best_assignment", "evaluate_baseline", "feature_layout",
            "formation_actions", "formation_features", "matched_distances", "mission_target", "observed_reference",
            "sample_mission", "shape_error", "slot_offsets", "slots", "uses_target"]

@@ -196,9 +196,11 @@ def test_matched_distances_are_each_drones_own_under_the_best_assignment():
     rng = np.random.default_rng(1)
     pos, slot = rng.uniform(0, 5, (32, 6, 3)), rng.uniform(0, 5, (32, 6, 3))
     cost = np.linalg.norm(pos[:, :, None] - slot[:, None], axis=-1)
-    for c, got in zip(cost, F.matched_distances(pos, slot), strict=True):
+    for c, got, slot_of in zip(cost, F.matched_distances(pos, slot), F.best_assignment(pos, slot),
+                               strict=True):
         best = min(itertools.permutations(range(6)), key=lambda p: c[range(6), list(p)].sum())
         np.testing.assert_allclose(got, c[range(6), list(best)])
+        assert list(slot_of) == list(best)
     pos9, slot9 = rng.uniform(0, 5, (4, 9, 3)), rng.uniform(0, 5, (4, 9, 3))  # scipy path
     np.testing.assert_allclose(F.matched_distances(pos9, slot9).mean(axis=-1),
                                F.shape_error(pos9, slot9))
@@ -276,6 +278,17 @@ def test_scripted_baseline_holds_the_shape(reference):
     for _ in range(100):
         *_, walk = venv.step(random_walk_actions(venv.cfg, rng, (32, 4)))
     assert walk["shape_error"].mean() > 5 * info["shape_error"].mean()
+
+
+def test_matched_baseline_takes_the_nearer_slots_and_crosses_no_paths():
+    scripted = F.evaluate_baseline("scripted", episodes=32, backend="fast", seed=3)
+    matched = F.evaluate_baseline("matched", episodes=32, backend="fast", seed=3)
+    # measured: 0.118 vs 0.099 m over 64 episodes, 1.1 vs 0 near-collisions per episode
+    assert matched["shape_error"] < 0.95 * scripted["shape_error"]
+    assert matched["final_shape_error"] < 0.05
+    assert matched["episode_collisions"] < scripted["episode_collisions"]
+    with pytest.raises(ValueError, match="controller must be scripted, matched, random or hover"):
+        F.evaluate_baseline("oracle", episodes=1, backend="fast")
 
 
 def test_scripted_baseline_feeds_the_reference_velocity_forward():
