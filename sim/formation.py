@@ -156,6 +156,7 @@ def shape_error(pos: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
 def feature_layout(cfg: FormationConfig) -> list[tuple[str, int]]:
     return [
         ("slots", cfg.num_drones * 3),  # every slot relative to the drone / SLOT_SCALE, nearest first
+        ("assigned_slot", 3),  # the drone's slot under the best assignment it can compute / SLOT_SCALE
         ("reference_velocity", 3),  # divided by the velocity limits
     ]
 
@@ -179,19 +180,45 @@ def observed_reference(cfg: FormationConfig, own_pos: np.ndarray, own_vel: np.nd
     return ref_pos, ref_vel
 
 
+def assigned_slot(cfg: FormationConfig, own_pos: np.ndarray, other_pos: np.ndarray,
+                  heard: np.ndarray, slot_pos: np.ndarray) -> np.ndarray:
+    """The slot index (...,) a drone takes under the best assignment of itself and the
+    neighbours it heard to the slots (least total distance; a neighbour it did not hear, or
+    one beyond the N - 1 it lists, takes no slot). Every drone that hears the whole swarm
+    computes the same assignment, so they agree on who flies where without a message.
+
+    own_pos (..., 3), other_pos (..., M, 3) and heard (..., M) as the observation builder
+    has them (any order, unheard rows ignored), slot_pos (..., N, 3)."""
+    n = cfg.num_drones
+    k = min(other_pos.shape[-2], n - 1)
+    first = np.argsort(~heard, axis=-1, kind="stable")[..., :k]  # the heard rows first
+    others = np.take_along_axis(other_pos, first[..., None], axis=-2)
+    rows = np.concatenate([own_pos[..., None, :], others], axis=-2)
+    cost = np.linalg.norm(rows[..., :, None, :] - slot_pos[..., None, :, :], axis=-1)
+    # an unheard row costs 0 in any slot: it claims none
+    cost[..., 1:, :] *= np.take_along_axis(heard, first, axis=-1)[..., None]
+    if k + 1 < n:  # fewer drones than slots: rows of 0 take the slots left over
+        cost = np.concatenate([cost, np.zeros(cost.shape[:-2] + (n - 1 - k, n))], axis=-2)
+    batch = cost.shape[:-2]
+    return _best_slots(cost.reshape(-1, n, n))[:, 0].reshape(batch)
+
+
 def formation_features(cfg: FormationConfig, own_pos: np.ndarray, own_vel: np.ndarray,
                        other_pos: np.ndarray, other_vel: np.ndarray, heard: np.ndarray,
                        target: np.ndarray | None) -> np.ndarray:
     """The formation part of a drone's observation, (..., 3 N + 3) float32 (`feature_layout`)."""
     ref_pos, ref_vel = observed_reference(cfg, own_pos, own_vel, other_pos, other_vel, heard,
                                           target)
-    rel = slots(cfg, ref_pos) - own_pos[..., None, :]
+    slot_pos = slots(cfg, ref_pos)
+    rel = slot_pos - own_pos[..., None, :]
+    mine = assigned_slot(cfg, own_pos, other_pos, heard, np.broadcast_to(slot_pos, rel.shape))
+    assigned = np.take_along_axis(rel, mine[..., None, None], axis=-2)[..., 0, :] / SLOT_SCALE
     # nearest slot first: every slot is as good as any other (the error matches drones to
     # slots), so the list is ordered as the neighbours are, by what matters to this drone
     order = np.argsort(np.linalg.norm(rel, axis=-1), axis=-1, kind="stable")
     rel = np.take_along_axis(rel, order[..., None], axis=-2) / SLOT_SCALE
     vel = ref_vel / np.array([cfg.vxy, cfg.vxy, cfg.vz])
-    return np.concatenate([rel.reshape(own_pos.shape[:-1] + (-1,)), vel],
+    return np.concatenate([rel.reshape(own_pos.shape[:-1] + (-1,)), assigned, vel],
                           axis=-1).astype(O.OBS_DTYPE)
 
 
