@@ -206,7 +206,7 @@ def assigned_slot(cfg: FormationConfig, own_pos: np.ndarray, other_pos: np.ndarr
 def formation_features(cfg: FormationConfig, own_pos: np.ndarray, own_vel: np.ndarray,
                        other_pos: np.ndarray, other_vel: np.ndarray, heard: np.ndarray,
                        target: np.ndarray | None) -> np.ndarray:
-    """The formation part of a drone's observation, (..., 3 N + 3) float32 (`feature_layout`)."""
+    """The formation part of a drone's observation, (..., 3 N + 6) float32 (`feature_layout`)."""
     ref_pos, ref_vel = observed_reference(cfg, own_pos, own_vel, other_pos, other_vel, heard,
                                           target)
     slot_pos = slots(cfg, ref_pos)
@@ -346,6 +346,9 @@ def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend:
     import sim
     from sim.scripted import random_walk_actions
 
+    if controller not in ("scripted", "matched", "random", "hover"):
+        raise ValueError(f"controller must be scripted, matched, random or hover (got "
+                         f"{controller!r}).")
     venv = sim.make_vec_env("formation", episodes, backend=backend, seed=seed, autoreset=False,
                             **params)
     rng = np.random.default_rng(seed)
@@ -362,11 +365,8 @@ def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend:
                                             venv.velocities, assignment=assignment)
             elif controller == "random":
                 actions = random_walk_actions(venv.cfg, rng, shape)
-            elif controller == "hover":
+            else:  # hover
                 actions = np.zeros(shape + (4,))
-            else:
-                raise ValueError(f"controller must be scripted, matched, random or hover (got "
-                                 f"{controller!r}).")
             *_, infos = venv.step(actions)
             if infos["done"].all():  # every episode has the same length
                 break
@@ -376,6 +376,7 @@ def evaluate_baseline(controller: str = "scripted", episodes: int = 10, backend:
     return {k: float(np.mean(infos[k])) for k in keys}
 
 
-__all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "best_assignment", "evaluate_baseline", "feature_layout",
-           "formation_actions", "formation_features", "matched_distances", "mission_target", "observed_reference",
-           "sample_mission", "shape_error", "slot_offsets", "slots", "uses_target"]
+__all__ = ["FormationScenario", "FormationTracker", "MISSION_SIZE", "assigned_slot", "best_assignment",
+           "evaluate_baseline", "feature_layout", "formation_actions", "formation_features",
+           "matched_distances", "mission_target", "observed_reference", "sample_mission",
+           "shape_error", "slot_offsets", "slots", "uses_target"]
