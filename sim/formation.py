@@ -108,7 +108,7 @@ def _slot_costs(pos: np.ndarray, slot_pos: np.ndarray) -> tuple[np.ndarray, tupl
     slot_pos = np.asarray(slot_pos, dtype=np.float64)
     n = pos.shape[-2]
     batch = np.broadcast_shapes(pos.shape[:-2], slot_pos.shape[:-2])
-    cost = np.linalg.norm(pos[..., :, None, :] - slot_pos[..., None, :, :], axis=-1)
+    cost = O.norms(pos[..., :, None, :] - slot_pos[..., None, :, :])
     return np.broadcast_to(cost, batch + (n, n)).reshape(-1, n, n), batch
 
 
@@ -194,7 +194,7 @@ def assigned_slot(cfg: FormationConfig, own_pos: np.ndarray, other_pos: np.ndarr
     first = np.argsort(~heard, axis=-1, kind="stable")[..., :k]  # the heard rows first
     others = np.take_along_axis(other_pos, first[..., None], axis=-2)
     rows = np.concatenate([own_pos[..., None, :], others], axis=-2)
-    cost = np.linalg.norm(rows[..., :, None, :] - slot_pos[..., None, :, :], axis=-1)
+    cost = O.norms(rows[..., :, None, :] - slot_pos[..., None, :, :])
     # an unheard row costs 0 in any slot: it claims none
     cost[..., 1:, :] *= np.take_along_axis(heard, first, axis=-1)[..., None]
     if k + 1 < n:  # fewer drones than slots: rows of 0 take the slots left over
