@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,12 +355,15 @@ class StopRequest:
     """A SIGINT/SIGTERM handler that only records the request (the first signal); repeats
     change nothing. The loop that owns the processes checks it and stops them itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
         self.signal: int | None = None
+        self.on_first = on_first
 
     def __call__(self, signum: int, frame: object) -> None:
         if self.signal is None:
             self.signal = signum
+            if self.on_first is not None:
+                self.on_first()
 
     @property
     def requested(self) -> bool:
@@ -494,6 +498,17 @@ class NodeProcesses:
             time.sleep(0.05)
         return all(proc.poll() is not None for _, proc in self.procs)
 
+    def ended_hung(self) -> list[tuple[str, Path]]:
+        """(label, log) of each node that ended itself in a hung shutdown: exit code 1 and the
+        stacks the fault handler writes in its log (marl_ros/nodes/process.py)."""
+        hung = []
+        for spec, proc in self.procs:
+            log = self.log_path(spec)
+            if proc.returncode == 1 and log is not None and log.is_file() and re.search(
+                    r"^Timeout \(\d", log.read_text(errors="replace"), re.MULTILINE):
+                hung.append((spec_label(spec), log))
+        return hung
+
     def stop(self) -> list[str]:
         """Stop every node; returns the labels of those that had to be SIGKILLed. Then
         removes the DDS shared memory this graph's nodes left behind (a killed node's;
@@ -568,6 +583,9 @@ def run_graph(specs: list[NodeSpec], timeout_s: float, log_dir: Path | None = No
         killed = nodes.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for label, log in nodes.ended_hung():
+            print(f"marl-ros swarm: {label} hung while shutting down and ended itself; the "
+                  f"stacks of where it hung are in {log}", file=sys.stderr)
         if killed:
             print(f"marl-ros swarm: {', '.join(killed)} did not stop on SIGINT or SIGTERM and "
                   "was killed.", file=sys.stderr)
