@@ -31,6 +31,18 @@ _WORLDS = {"formation": ("sim.formation", "FormationTracker", None),
 TARGET_SIZE = 6  # position (3), velocity (3): ENU world frame, m and m/s
 
 
+def target_after(target: np.ndarray, seconds: float) -> np.ndarray:
+    """The target (..., 6) `seconds` after it was sent, moved on at its own velocity: what a
+    drone observes between two targets. The simulator shows each policy step the target of
+    that instant; a ROS agent ticks on its own timer, up to a period after the monitor
+    published, so with the target as received it would trail a moving reference by its speed
+    times that age (0.3 m/s x up to 1/8 s: the few centimetres a formation flight ended off)."""
+    target = np.asarray(target, dtype=np.float64)
+    out = target.copy()
+    out[..., :3] += target[..., 3:] * max(float(seconds), 0.0)
+    return out
+
+
 def mission_module(cfg: SwarmConfig) -> ModuleType | None:
     """The module holding the scenario's mission rules, or None for a world without one."""
     entry = _WORLDS.get(cfg.scenario)

@@ -12,7 +12,7 @@ import sim
 from sim import formation as F
 from sim import obs as O
 from sim.config import FORMATION_SHAPES, ConfigError, make_config
-from sim.missions import Mission
+from sim.missions import Mission, target_after
 from sim.scripted import random_walk_actions
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "zoo" / "formation_4"
@@ -137,6 +137,24 @@ def test_mission_is_the_same_for_the_monitor_node():
     np.testing.assert_allclose(mission.numbers[:2], venv.scenario.missions[0, :2])
     np.testing.assert_allclose(mission.target(5)[:3],
                                F.mission_target(cfg, mission.numbers, np.asarray(5))[:3])
+
+
+def test_a_target_moved_on_for_its_age_is_the_reference_at_that_instant():
+    """What an agent node observes between two monitor ticks (sim.missions.target_after): the
+    target received, moved on at its velocity for its age, is the simulator's reference at
+    that instant (along a straight leg); a clock that reads earlier than the arrival moves
+    nothing."""
+    cfg = make_config("formation")
+    mission = F.sample_mission(cfg, np.random.default_rng(5), np.full((1, 4, 3), 2.0))[0]
+    steps = np.arange(0, 200)
+    targets = F.mission_target(cfg, mission, steps)
+    later = F.mission_target(cfg, mission, steps + 0.6)  # 0.6 of a policy period on
+    straight = np.all(np.sign(later[:, 3:5]) == np.sign(targets[:, 3:5]), axis=1)
+    assert straight.sum() > 150
+    moved = target_after(targets, 0.6 / cfg.policy_hz)
+    np.testing.assert_allclose(moved[straight], later[straight], atol=1e-12)
+    assert np.abs(moved[straight, :2] - targets[straight, :2]).max() > 0.02  # 0.3 m/s x 75 ms
+    np.testing.assert_array_equal(target_after(targets[3], -0.05), targets[3])
 
 
 def test_uses_target():

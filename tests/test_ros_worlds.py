@@ -21,7 +21,7 @@ ROS_IMPORT_FAILURES = skip_module_without_ros()
 
 import sim  # noqa: E402
 from sim import obs as O  # noqa: E402
-from sim.missions import Mission, mission_module, uses_target  # noqa: E402
+from sim.missions import Mission, mission_module, target_after, uses_target  # noqa: E402
 from sim.scenarios import make_scenario  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -93,13 +93,25 @@ def test_agent_node_observes_the_received_target_and_hovers_without_one(world, b
             break
     np.testing.assert_allclose(node.target, target)
 
-    setpoint = node.compute_setpoint(node.now())
+    # The target as received, moved on at its velocity for the time since it arrived (the
+    # node ticks between the monitor's ticks): here as if it had arrived 0.1 s ago.
+    node.target_time -= 0.1
+    now = node.now()
+    setpoint = node.compute_setpoint(now)
     others = np.delete(np.arange(cfg.num_drones), 1)
+    observed_target = target_after(target, now - node.target_time)
     expected = O.build_observation(cfg, pos[1], vel[1], pos[others], vel[others], None,
-                                   target=target)
+                                   target=observed_target)
     assert len(seen) == 1
     np.testing.assert_allclose(seen[0], expected, rtol=1e-6, atol=1e-6)
     assert not np.array_equal(setpoint, HOVER)
+    speed = np.linalg.norm(target[3:])
+    np.testing.assert_allclose(np.linalg.norm(observed_target[:3] - target[:3]),
+                               speed * (now - node.target_time))
+    if speed > 0:  # formation's moving reference: the target as received would be ~3 cm off
+        as_received = O.build_observation(cfg, pos[1], vel[1], pos[others], vel[others], None,
+                                          target=target)
+        assert np.abs(seen[0] - as_received).max() > 1e-3
 
     node.target_time -= 10.0  # the newest target is now stale: hover again
     np.testing.assert_array_equal(node.compute_setpoint(node.now()), HOVER)

@@ -28,7 +28,9 @@ is not heard); the observation ends with its own profile where the bundle has `o
 Missions (formation around a moving reference, flock: `sim.missions`): the observation holds
 the mission target, which monitor_node publishes each tick on `/mission/target`
 (nav_msgs/Odometry: the target's position and velocity in the world frame). The node uses the
-newest one received; none within stale_timeout -> hover and a throttled warning. Before the
+newest one received, moved on at its velocity for the time since it arrived
+(`sim.missions.target_after`: the node ticks on its own timer, up to a period after the
+monitor); none within stale_timeout -> hover and a throttled warning. Before the
 first target it publishes no command at all: its cmd_vel publisher, the simulator's sign that
 an agent is ready, appears only with the mission, so sim_node starts the episode when every
 drone knows it (a real drone without commands holds, as sim_node's cmd_timeout does).
@@ -72,7 +74,7 @@ from marl_ros.nodes.process import run_node_process
 from marl_ros.runtime import BundleError, OnnxPolicy, default_bundle, load_swarm_config
 from sim import obs as O
 from sim.config import CELL_MOVES, CoverageConfig, PursuitConfig
-from sim.missions import uses_target
+from sim.missions import target_after, uses_target
 from sim.obstacles import laserscan_readings
 
 HOVER = np.zeros(4)
@@ -383,7 +385,7 @@ class AgentNode(Node):
                 self.get_logger().warning(f"{what} on {MISSION_TARGET_TOPIC}; commanding hover",
                                           throttle_duration_sec=2.0)
                 return HOVER
-            task["target"] = self.target
+            task["target"] = target_after(self.target, now - self.target_time)
         if self.rays:
             if self.scan is None or now - self.scan_time > self.stale:
                 what = ("no range scan received yet" if self.scan is None else
