@@ -38,8 +38,9 @@ setup(
     ],
     extras_require={
         # torch is pinned: an open range pulls several GB of CUDA wheels.
+        # numba: the fast backend's compiled loops (sim.kernels); without it the numpy paths run
         "train": ["torch==2.13.0", "tensorboard>=2.14", "onnx>=1.16", "onnxscript>=0.1", "imageio>=2.30",
-                  "nashpy>=0.0.41"],
+                  "nashpy>=0.0.41", "numba>=0.60"],
         "test": ["pytest>=7", "ruff>=0.5"],
         # beyond one process: Ray rollout workers (trainer.workers) and `marl-ros sweep`, whose
         # summary reports interquartile means with bootstrap confidence intervals (rliable)

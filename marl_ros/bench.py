@@ -14,6 +14,7 @@ from rich.table import Table
 
 import sim
 from marl_ros.runtime import SHIPPED_BUNDLE
+from sim import kernels
 from sim.config import scaled_field
 from sim.scripted import random_walk_actions
 
@@ -324,7 +325,9 @@ def print_vmas_comparison(seconds: float, console: Console) -> dict[str, float]:
                          "(medians of 5 interleaved repeats, same run)",
                    caption="ratio: this project / VMAS; target >= 2. Range: (max - min) / "
                            f"median over the repeats. VMAS steps {PEER_STEP}; this project's "
-                           "steps: " + "; ".join(f"{k}: {v}" for k, v in PROJECT_STEP.items()))
+                           "steps: " + "; ".join(f"{k}: {v}" for k, v in PROJECT_STEP.items())
+                           + "; compiled loops (sim.kernels, numba): "
+                           + ("on" if kernels.available() else "off, numba not installed"))
     for col in ("VMAS task", "VMAS", "(range)", "this project", "scenario", "(range) ",
                 "ratio"):
         versus.add_column(col, justify="left" if col in ("VMAS task", "scenario") else "right")

@@ -43,6 +43,7 @@ import numpy as np
 import scipy.linalg
 import yaml
 
+from sim import kernels
 from sim.control import CONTROL_HZ
 from sim.drone import CrazyflieParams, VelocityLimits
 
@@ -177,12 +178,14 @@ class FastDynamics:
     """`num_envs` x `num_drones` drones flown by the fitted closed-loop model, all at once.
 
     Same interface as the PyBullet backend (see sim.dynamics): reset / step / state /
-    kinematics / physics_steps / close; state() has the same (E, N, 12) layout.
+    kinematics / physics_steps / close; state() has the same (E, N, 12) layout. `compiled`:
+    run the horizontal controller's ticks through `sim.kernels` where numba is installed.
     """
 
     def __init__(self, num_envs: int, num_drones: int, *, policy_hz: float = 8,
                  limits: VelocityLimits | None = None, model: dict | None = None,
-                 sensor_noise: float = 0.0, seed: int | None = None) -> None:
+                 sensor_noise: float = 0.0, seed: int | None = None,
+                 compiled: bool = True) -> None:
         if num_envs < 1 or num_drones < 1:
             raise ValueError(f"num_envs and num_drones must be >= 1 (got {num_envs}, {num_drones}).")
         if not (math.isfinite(policy_hz) and policy_hz > 0):
@@ -216,6 +219,7 @@ class FastDynamics:
 
         shape = (self.num_envs, self.num_drones)
         self._xy = np.zeros((*shape, 2, 4))  # per horizontal axis: [p, w, a, i]
+        self._compiled = compiled and kernels.available()
         self._x = np.zeros((*shape, 2, 3))  # z, yaw: [position, z1, z2]
         self._setpoints = np.zeros((*shape, 4))
         self._tilt = np.zeros((*shape, 2))  # roll, pitch
@@ -255,10 +259,14 @@ class FastDynamics:
         u = self.limits.clamp(setpoints)
         self._setpoints = u
         u_xy = np.ascontiguousarray(u[..., :2])  # contiguous: each tick's error is one flat loop
-        xy = self._xy
-        for _ in range(self._ticks):
-            xy = self._xy_model.tick(xy, u_xy)
-        self._xy = xy
+        if self._compiled:  # the same ticks as a compiled loop (sim.kernels)
+            kernels.horizontal_ticks(self._xy.reshape(-1, 8), u_xy.reshape(-1, 2), self._ticks,
+                                     self._xy_model)
+        else:
+            xy = self._xy
+            for _ in range(self._ticks):
+                xy = self._xy_model.tick(xy, u_xy)
+            self._xy = xy
         x = (self._x.reshape(-1, 6) @ self._lin_transition_t).reshape(self._x.shape)
         x += self._lin_input * u[..., 2:, None]
         self._x = x

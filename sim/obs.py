@@ -39,6 +39,7 @@ import json
 
 import numpy as np
 
+from sim import kernels
 from sim.config import (
     CELL_MOVES,
     DISCRETE_ACTIONS,
@@ -170,7 +171,9 @@ def nearest_neighbours(own_pos: np.ndarray, own_vel: np.ndarray, other_pos: np.n
 def _nearest(rel_pos, dist, own_vel, other_vel, heard, cfg, other_teams=None):
     """`nearest_neighbours` from the others' relative positions (..., M, 3) and distances
     (..., M), and with other_teams (..., M) the team flags (..., K) of the same neighbours in
-    the same order (0 for padding): one sort for both."""
+    the same order (0 for padding): one sort for both. Batches of `kernels.MIN_ROWS` drones or
+    more without teams go through the compiled loop where numba is installed (the same
+    numbers, `sim.kernels`)."""
     k = cfg.num_neighbours
     batch = rel_pos.shape[:-2]
     out = np.zeros(batch + (k, NEIGHBOUR_FEATURES), dtype=OBS_DTYPE)
@@ -179,6 +182,13 @@ def _nearest(rel_pos, dist, own_vel, other_vel, heard, cfg, other_teams=None):
     if k == 0 or m == 0:
         return out, teams
     flat_out = out.reshape(-1, k, NEIGHBOUR_FEATURES)
+    if teams is None and flat_out.shape[0] >= kernels.MIN_ROWS and kernels.available():
+        kernels.nearest_rows(rel_pos.reshape(-1, m, 3), dist.reshape(-1, m),
+                             np.broadcast_to(own_vel, batch + (3,)).reshape(-1, 3),
+                             np.broadcast_to(other_vel, rel_pos.shape).reshape(-1, m, 3),
+                             np.broadcast_to(heard, dist.shape).reshape(-1, m), flat_out,
+                             cfg.comm_radius, cfg.vxy)
+        return out, teams
     heard_rows = heard.reshape(-1, m)
     take = min(k, m)
     order = np.argsort(np.where(heard_rows, dist.reshape(-1, m), np.inf), axis=-1,
