@@ -17,6 +17,7 @@ this file (`__pycache__`) after a process's first call, which takes a few second
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -24,7 +25,9 @@ import numpy as np
 MIN_ROWS = 64  # smaller batches (an agent node's one drone) stay in numpy
 
 
+@functools.cache
 def available() -> bool:
+    """Whether numba is installed (looked up once: the lookup costs ~25 us)."""
     return importlib.util.find_spec("numba") is not None
 
 
