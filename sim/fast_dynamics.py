@@ -259,7 +259,8 @@ class FastDynamics:
         u = self.limits.clamp(setpoints)
         self._setpoints = u
         u_xy = np.ascontiguousarray(u[..., :2])  # contiguous: each tick's error is one flat loop
-        if self._compiled:  # the same ticks as a compiled loop (sim.kernels)
+        if self._compiled:  # the same ticks as a compiled loop (sim.kernels), in place: _xy
+            # is C-contiguous (np.zeros, written in place only), so the reshape is a view
             kernels.horizontal_ticks(self._xy.reshape(-1, 8), u_xy.reshape(-1, 2), self._ticks,
                                      self._xy_model)
         else:
