@@ -128,16 +128,20 @@ def test_the_shipped_heterogeneous_bundle_flies_each_drone_in_its_own_limits(tmp
                     "with the commands in the README's heterogeneous swarms section.")
     cfg = sim.make_config("coverage", **PROFILES)
     factors = np.array(cfg.speed_factors)
-    ros = []
+    ros, contact_free = [], 0
     for seed in (1, 2):
         _, report = run_swarm_command(
             ["--policy", str(SHIPPED), "--seed", str(seed), "--real-time-factor", "1",
              "--timeout", "120"], tmp_path / f"seed{seed}", DOMAIN_ID)
         assert report["complete"] and report["steps"] == cfg.max_steps, report
         top = np.array(report["max_velocity_mps"])  # (4, 3): |vx|, |vy|, |vz|
-        assert np.all(top[:, :2].max(axis=1) <= 1.1 * cfg.vxy * factors), top
-        assert np.all(top[:, 2] <= 1.1 * cfg.vz * factors), top
         assert top[:2, :2].max() > 1.2 * cfg.vxy * factors[2:].max(), top
         ros.append(report["coverage"])
+        if report["collisions"]:  # a contact knocks a drone past any limit (CI once: a slow
+            continue  # drone hit by a fast one at 2.05 m/s); its own flight is what is tested
+        contact_free += 1
+        assert np.all(top[:, :2].max(axis=1) <= 1.1 * cfg.vxy * factors), top
+        assert np.all(top[:, 2] <= 1.1 * cfg.vz * factors), top
+    assert contact_free, "both flights had contacts: the speed limits were not checked"
     random_walk = evaluate_coverage_baseline("random", backend="fast", **PROFILES)  # 31.7%
     assert np.mean(ros) >= random_walk["coverage"] + 0.2, (ros, random_walk)
