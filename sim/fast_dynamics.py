@@ -140,6 +140,8 @@ class HorizontalModel:
         tau = 1.0 / (2.0 * zeta * wn)
         a = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0 / tau]])
         ad, bd = discretize(a, np.array([0.0, 0.0, 1.0 / tau]), tick_s)
+        # One axis' [p, w, a] transition and input, kept for the compiled ticks (sim.kernels).
+        self.ad, self.bd = np.ascontiguousarray(ad), np.ascontiguousarray(bd)
         # Both axes at once: (M, 8) @ (8, 8) with the state flattened as [x: p w a i, y: p w a i]
         # (the integral column is rewritten after the product).
         block = np.eye(4)

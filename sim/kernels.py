@@ -91,9 +91,7 @@ def _kernels() -> dict[str, object]:
 def horizontal_ticks(state: np.ndarray, setpoint: np.ndarray, ticks: int, model) -> None:
     """`ticks` controller ticks of `model` (a `HorizontalModel`) on `state` (R, 8), in place,
     under horizontal setpoints (R, 2)."""
-    ad = np.ascontiguousarray(model.transition_t[:3, :3].T)
-    bd = np.ascontiguousarray(model._input_gain[0, :3])
-    _kernels()["horizontal_ticks"](state, setpoint, ticks, ad, bd, model.gain,
+    _kernels()["horizontal_ticks"](state, setpoint, ticks, model.ad, model.bd, model.gain,
                                    model.integral_gain, model.tick_s, model.integral_limit,
                                    model.max_acceleration)
 
